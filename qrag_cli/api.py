@@ -1,0 +1,122 @@
+"""The thin high-level API the CLI (and users' scripts) call: build an index, open it, query it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .build import BuildProgress, BuildReport, build_index
+from .embed.encoder import Encoder, load_encoder
+from .embed.models import resolve_model
+from .errors import IncompatibleError, InputError
+from .policy.loop import MultiStepRetriever, Trajectory
+from .search.registry import open_backend
+from .settings import IndexSettings, QuerySettings
+from .store.manifest import check_model
+from .store.reader import IndexReader
+
+__all__ = ["BuildProgress", "BuildReport", "Question", "QuerySession", "index", "open_session", "parse_questions"]
+
+
+def index(
+    settings: IndexSettings,
+    *,
+    progress: Callable[[BuildProgress], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Build an on-disk index (see `qrag_cli.build`)."""
+    return build_index(settings, progress=progress, warn=warn)
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    text: str
+
+
+def parse_questions(lines: Iterable[str]) -> list[Question]:
+    """Questions from stdin: one per line, or JSON Lines objects with `id` and `question`."""
+    out: list[Question] = []
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"stdin line {n}: invalid JSON ({exc.args[0]})") from exc
+            if not isinstance(obj, dict) or not isinstance(obj.get("question"), str):
+                raise InputError(f"stdin line {n}: a JSON question needs a string field 'question'")
+            out.append(Question(str(obj.get("id", len(out) + 1)), obj["question"]))
+        else:
+            out.append(Question(str(len(out) + 1), line))
+    return out
+
+
+class QuerySession:
+    """An open index with its checked encoder and search backend, ready for questions."""
+
+    def __init__(self, settings: QuerySettings, encoder: Encoder | None = None) -> None:
+        settings.validate()
+        if not settings.index:
+            raise InputError("--index is required")
+        self.settings = settings
+        self.index = IndexReader(Path(settings.index))
+        manifest = self.index.manifest
+        if encoder is None:
+            spec = resolve_model(settings.model or manifest["model"].get("ref", "default"))
+            check_model(manifest, spec.describe(), self.index.folder)
+            encoder = load_encoder(spec, max_tokens=manifest["model"].get("max_tokens", 128), threads=settings.threads)
+        else:
+            check_model(manifest, encoder.spec.describe(), self.index.folder)
+        self.encoder = encoder
+        ann = manifest["ann"]
+        backend = settings.backend or ann["backend"]
+        if backend not in ("exact", ann["backend"]):
+            raise IncompatibleError(
+                f"{self.index.folder} was built with the {ann['backend']} backend: query it with "
+                f"--backend {ann['backend']} or --backend exact, or re-index with --backend {backend}"
+            )
+        self.backend = open_backend(
+            backend, self.index.folder, self.index.vectors, _ann_settings(ann),
+            ef=settings.ef or None, threads=settings.threads,
+        )
+        self.retriever = MultiStepRetriever(encoder, self.index, self.backend, piece_tokens=settings.piece_tokens)
+
+    def ask(self, questions: list[Question]) -> list[dict[str, Any]]:
+        """Run the loop for a batch of questions; one result object per question."""
+        trajectories = self.retriever.run([q.text for q in questions], steps=self.settings.steps, k=self.settings.k)
+        return [self._result(q, t) for q, t in zip(questions, trajectories)]
+
+    def _result(self, q: Question, t: Trajectory) -> dict[str, Any]:
+        return {
+            "id": q.id,
+            "question": q.text,
+            "retrieved": [
+                {
+                    "step": r.step,
+                    "chunk": r.chunk.position,
+                    "doc": r.chunk.doc,
+                    "start": r.chunk.start,
+                    "end": r.chunk.end,
+                    "score": round(r.score, 6),
+                    "text": r.chunk.text,
+                }
+                for r in t.retrieved
+            ],
+            "kept": t.kept(self.settings.stop_threshold),
+        }
+
+
+def _ann_settings(ann: dict[str, Any]):
+    from .settings import AnnSettings
+
+    return AnnSettings(**{k: ann[k] for k in ("backend", "m", "ef_construction", "ef") if k in ann})
+
+
+def open_session(settings: QuerySettings) -> QuerySession:
+    return QuerySession(settings)

@@ -1,0 +1,205 @@
+"""The `qrag` command: Typer wiring only. Options map onto the settings dataclasses; errors map to
+one-line messages and exit codes here and nowhere else; stdout carries data, stderr everything else."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import EXIT_RUNTIME, QragError
+from .output import FORMATS, render, resolve_format
+from .settings import AnnSettings, ChunkerSettings, IndexSettings, QuerySettings, field_help
+
+app = typer.Typer(
+    name="qrag",
+    help="Multi-step retrieval over very long texts (Q-RAG).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+_state = {"debug": False}  # set by the --debug option of the main callback
+H_INDEX, H_QUERY = field_help(IndexSettings), field_help(QuerySettings)
+H_CHUNK, H_ANN = field_help(ChunkerSettings), field_help(AnnSettings)
+D_INDEX, D_QUERY, D_CHUNK, D_ANN = IndexSettings(), QuerySettings(), ChunkerSettings(), AnnSettings()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qrag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    _state["debug"] = debug
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Map errors to one line on stderr and an exit code (tracebacks only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = _state["debug"]
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except QragError as exc:
+            if debug:
+                raise
+            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: nothing was left half-written", soft_wrap=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become a message
+            if debug:
+                raise
+            err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug)",
+                      soft_wrap=True)
+            raise typer.Exit(EXIT_RUNTIME) from None
+
+    return wrapper
+
+
+class BuildDisplay:
+    """A rich progress bar on stderr fed by the build's progress callback."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
+            console=err, disable=not err.is_terminal, transient=False,
+        )
+        self.embed = self.ann = None
+        self.t0 = time.perf_counter()
+
+    def __call__(self, p: Any) -> None:
+        rate = p.tokens / max(time.perf_counter() - self.t0, 1e-9)
+        detail = f"{p.chunks:,} chunks  {rate:,.0f} tokens/s"
+        if self.embed is None:
+            self.embed = self.progress.add_task("embed", total=p.bytes_total, detail=detail)
+        self.progress.update(self.embed, completed=p.bytes_read, detail=detail)
+        if p.phase == "ann":
+            if self.ann is None:
+                self.progress.update(self.embed, completed=p.bytes_total or p.bytes_read)
+                self.ann = self.progress.add_task("hnsw ", total=p.ann_total, detail="")
+            self.progress.update(self.ann, completed=p.ann_done)
+
+
+@app.command("index")
+@guarded
+def index_cmd(
+    corpus: str = typer.Argument(..., help=H_INDEX["corpus"]),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=H_INDEX["out"]),
+    overwrite: bool = typer.Option(D_INDEX.overwrite, "--overwrite", help=H_INDEX["overwrite"]),
+    model: str = typer.Option(D_INDEX.model, "--model", help=H_INDEX["model"]),
+    chunker: str = typer.Option(D_CHUNK.kind, "--chunker", help=H_CHUNK["kind"]),
+    max_sentence_tokens: int = typer.Option(D_CHUNK.max_sentence_tokens, help=H_CHUNK["max_sentence_tokens"]),
+    window: int = typer.Option(D_CHUNK.window, help=H_CHUNK["window"]),
+    overlap: int = typer.Option(D_CHUNK.overlap, help=H_CHUNK["overlap"]),
+    backend: str = typer.Option(D_ANN.backend, "--backend", help=H_ANN["backend"]),
+    m: int = typer.Option(D_ANN.m, "--hnsw-m", help=H_ANN["m"]),
+    ef_construction: int = typer.Option(D_ANN.ef_construction, help=H_ANN["ef_construction"]),
+    ef: int = typer.Option(D_ANN.ef, "--ef", help=H_ANN["ef"]),
+    batch_size: int = typer.Option(D_INDEX.batch_size, help=H_INDEX["batch_size"]),
+    max_tokens: int = typer.Option(D_INDEX.max_tokens, help=H_INDEX["max_tokens"]),
+    threads: int = typer.Option(D_INDEX.threads, help=H_INDEX["threads"]),
+    seed: int = typer.Option(D_INDEX.seed, help=H_INDEX["seed"]),
+) -> None:
+    """Chunk a corpus, embed it and write an on-disk index."""
+    from .api import index
+
+    settings = IndexSettings(
+        corpus=corpus, out=str(out) if out else "", overwrite=overwrite, model=model,
+        chunker=ChunkerSettings(chunker, max_sentence_tokens, window, overlap),
+        ann=AnnSettings(backend, m, ef_construction, ef),
+        batch_size=batch_size, max_tokens=max_tokens, threads=threads, seed=seed,
+    )
+    display = BuildDisplay()
+    with display.progress:
+        report = index(settings, progress=display, warn=lambda msg: err.print(f"[yellow]warning:[/] {escape(msg)}",
+                                                                                 soft_wrap=True))
+    summary = {
+        "index": str(report.out), "documents": report.documents, "chunks": report.chunks, "tokens": report.tokens,
+        "seconds": round(report.seconds, 2), "tokens_per_s": round(report.tokens / max(report.embed_seconds, 1e-9)),
+    }
+    _emit_summary(summary)
+
+
+def _emit_summary(summary: dict[str, Any]) -> None:
+    if sys.stdout.isatty():
+        table = Table(show_header=False)
+        for k, v in summary.items():
+            table.add_row(k, str(v))
+        Console().print(table)
+    else:
+        typer.echo(json.dumps(summary))
+
+
+@app.command("query")
+@guarded
+def query_cmd(
+    questions: Optional[list[str]] = typer.Argument(None, help="Questions (default: read stdin, one per line or JSONL)."),
+    index_dir: Path = typer.Option(..., "--index", "-i", help=H_QUERY["index"]),
+    steps: int = typer.Option(D_QUERY.steps, "--steps", "-s", help=H_QUERY["steps"]),
+    k: int = typer.Option(D_QUERY.k, "--k", "-k", help=H_QUERY["k"]),
+    stop_threshold: Optional[float] = typer.Option(None, "--stop-threshold", help=H_QUERY["stop_threshold"]),
+    model: str = typer.Option(D_QUERY.model, "--model", help=H_QUERY["model"]),
+    piece_tokens: int = typer.Option(D_QUERY.piece_tokens, help=H_QUERY["piece_tokens"]),
+    backend: str = typer.Option(D_QUERY.backend, "--backend", help=H_QUERY["backend"]),
+    ef: int = typer.Option(D_QUERY.ef, "--ef", help=H_QUERY["ef"]),
+    threads: int = typer.Option(D_QUERY.threads, help=H_QUERY["threads"]),
+    fmt: str = typer.Option("auto", "--format", "-f", help=f"Output format: {', '.join(FORMATS)}."),
+) -> None:
+    """Multi-step retrieval: print the chunks retrieved for each question."""
+    from .api import Question, open_session, parse_questions
+    from .errors import InputError
+
+    if fmt not in FORMATS:
+        raise InputError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    settings = QuerySettings(
+        index=str(index_dir), model=model, steps=steps, k=k, stop_threshold=stop_threshold,
+        piece_tokens=piece_tokens, backend=backend, ef=ef, threads=threads,
+    )
+    if questions:
+        asked = [Question(str(i), q) for i, q in enumerate(questions, 1)]
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise InputError("no question: give questions as arguments or on stdin")
+    else:
+        asked = parse_questions(sys.stdin)
+    if not asked:
+        raise InputError("no question: stdin was empty")
+    session = open_session(settings)
+    fmt = resolve_format(fmt, sys.stdout.isatty())
+    for start in range(0, len(asked), 64):
+        for line in render(session.ask(asked[start : start + 64]), fmt):
+            typer.echo(line)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # outside a command (e.g. during imports)
+        err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The encoder interface: text and multi-piece states in, float32 embeddings out.
+
+Tokenisation, the per-piece state layout of the method (`[CLS] q [SEP] c1 [SEP] c2 ... [SEP]`, each
+piece truncated to a cap before joining), length-sorted batching and pooling post-processing live
+here once; an engine (PyTorch, ONNX) only supplies `_forward`, which maps padded token ids and an
+attention mask to masked-mean-pooled hidden states.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .models import ModelSpec
+
+MAX_POSITIONS = 512
+
+
+class Encoder(ABC):
+    """Embeds chunks (`encode_texts`) and retrieval states (`encode_states`)."""
+
+    engine: str = "abstract"
+
+    def __init__(self, spec: ModelSpec, *, max_tokens: int = 128, batch_size: int = 64) -> None:
+        from tokenizers import Tokenizer
+
+        self.spec = spec
+        self.max_tokens = min(max_tokens, MAX_POSITIONS)
+        self.batch_size = batch_size
+        self.tokenizer = Tokenizer.from_file(str(Path(spec.path) / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.cls_id = self.tokenizer.token_to_id("[CLS]")
+        self.sep_id = self.tokenizer.token_to_id("[SEP]")
+        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def piece_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids of each text, without special tokens and untruncated."""
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """Embed chunks: returns (float32 (n, dim), word-piece count of each text before truncation)."""
+        pieces = self.piece_ids(texts)
+        cap = self.max_tokens - 2
+        ids = [[self.cls_id, *p[:cap], self.sep_id] for p in pieces]
+        return self.embed_ids(ids), [len(p) for p in pieces]
+
+    def encode_states(self, states: Sequence[Sequence[str]], piece_tokens: int = 64) -> np.ndarray:
+        """Embed states; each state is [question, chunk, chunk, ...] (chunks already sorted by position)."""
+        flat = [text for state in states for text in state]
+        pieces = iter(self.piece_ids(flat))
+        ids = []
+        for state in states:
+            row = [self.cls_id]
+            for _ in state:
+                row.extend(next(pieces)[:piece_tokens])
+                row.append(self.sep_id)
+            ids.append(row[: MAX_POSITIONS - 1] + [self.sep_id] if len(row) > MAX_POSITIONS else row)
+        return self.embed_ids(ids)
+
+    def embed_ids(self, ids: list[list[int]]) -> np.ndarray:
+        """Embed token-id rows, in batches sorted by length so padding stays small."""
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            width = max(len(ids[i]) for i in rows)
+            input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for j, i in enumerate(rows):
+                input_ids[j, : len(ids[i])] = ids[i]
+                mask[j, : len(ids[i])] = 1
+            out[rows] = self._forward(input_ids, mask)
+        return self._post(out)
+
+    def _post(self, pooled: np.ndarray) -> np.ndarray:
+        pooling = self.spec.pooling
+        if pooling.normalize:
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        if pooling.scale != 1.0:
+            pooled /= pooling.scale
+        return pooled
+
+    @abstractmethod
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Masked mean of the last hidden states, float32 (batch, dim)."""
+
+
+def load_encoder(spec: ModelSpec, *, max_tokens: int = 128, batch_size: int = 64, threads: int = 0) -> Encoder:
+    """The encoder engine for a model folder (PyTorch for Hugging Face weights)."""
+    from .torch_encoder import TorchEncoder
+
+    return TorchEncoder(spec, max_tokens=max_tokens, batch_size=batch_size, threads=threads)

@@ -1,0 +1,52 @@
+"""Typed errors of the qrag library and the exit code each one maps to.
+
+Library code raises these; only the CLI turns them into a one-line message and an exit code.
+Exit codes: 0 ok, 1 runtime error, 2 usage error (bad input), 3 index/model incompatible.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_INCOMPATIBLE = 3
+
+
+class QragError(Exception):
+    """Base of every error qrag raises on purpose. `exit_code` is what the CLI exits with."""
+
+    exit_code: int = EXIT_RUNTIME
+
+
+class InputError(QragError):
+    """The user's input is unusable: a missing file, an empty corpus, binary data, a bad option."""
+
+    exit_code = EXIT_USAGE
+
+
+class OutputExistsError(InputError):
+    """The output folder exists and the user did not ask to overwrite it."""
+
+
+class IndexNotFoundError(InputError):
+    """The index folder is missing or is not a finished qrag index."""
+
+
+class IncompatibleError(QragError):
+    """An index, a model or a file format that does not fit what it is used with."""
+
+    exit_code = EXIT_INCOMPATIBLE
+
+
+class ModelMismatchError(IncompatibleError):
+    """The model given is not the one the index was built with."""
+
+
+class CorruptIndexError(IncompatibleError):
+    """An index file is truncated, edited or of an unknown format version."""
+
+
+class ModelLoadError(QragError):
+    """The embedder could not be loaded (missing files, not installed)."""
+
+    exit_code = EXIT_RUNTIME

@@ -1,0 +1,47 @@
+"""Formatting of query results for stdout: JSON Lines, human text, TREC run files."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterable
+from typing import Any
+
+FORMATS = ("auto", "jsonl", "text", "trec")
+
+
+def resolve_format(fmt: str, stdout_is_terminal: bool) -> str:
+    """'auto' means text on a terminal and JSON Lines otherwise."""
+    if fmt == "auto":
+        return "text" if stdout_is_terminal else "jsonl"
+    return fmt
+
+
+def jsonl(results: Iterable[dict[str, Any]]) -> Iterable[str]:
+    for r in results:
+        yield json.dumps(r, ensure_ascii=False)
+
+
+def trec(results: Iterable[dict[str, Any]], run: str = "qrag") -> Iterable[str]:
+    """`qid Q0 docno rank score run`; docno is the chunk position. trec_eval orders a run by score, so
+    the score column is the reverse rank (retrieval order is the ranking of a multi-step retriever)."""
+    for r in results:
+        n = len(r["retrieved"])
+        for rank, item in enumerate(r["retrieved"], 1):
+            yield f"{r['id']} Q0 {item['chunk']} {rank} {n - rank + 1} {run}"
+
+
+def text(results: Iterable[dict[str, Any]], width: int = 100) -> Iterable[str]:
+    for r in results:
+        yield f"[{r['id']}] {r['question']}"
+        for item in r["retrieved"]:
+            head = f"  step {item['step']}  chunk {item['chunk']}  score {item['score']:.4f}  {item['doc']}"
+            yield head
+            for line in textwrap.wrap(item["text"], width=width - 6) or [""]:
+                yield f"      {line}"
+        yield f"  kept: {', '.join(map(str, r['kept'])) or '(none)'}"
+        yield ""
+
+
+def render(results: list[dict[str, Any]], fmt: str) -> Iterable[str]:
+    return {"jsonl": jsonl, "text": text, "trec": trec}[fmt](results)

@@ -1,0 +1,87 @@
+"""The multi-step retrieval loop of Q-RAG inference, and its Q-threshold stop rule.
+
+At every step the state is the question plus the chunks retrieved so far, sorted by their position
+in the corpus, encoded as `[CLS] q [SEP] c1 [SEP] ... [SEP]` (each piece capped at `piece_tokens`).
+The action is the best not-yet-retrieved chunk by inner product with the state embedding. Questions
+are stepped together: one batched state encoding and one batched search per step.
+
+Models trained with relative rotary positions (pooling.positions != "none") need range-by-range
+scoring, which this version does not ship yet; such a model is refused with a clear message rather
+than queried without its positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..embed.encoder import Encoder
+from ..errors import IncompatibleError
+from ..search.base import SearchBackend
+from ..store.reader import ChunkRecord, IndexReader
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    step: int  # 1-based step at which the chunk was taken
+    chunk: ChunkRecord
+    score: float  # Q estimate: inner product of the state and the chunk embedding
+
+
+@dataclass
+class Trajectory:
+    question: str
+    retrieved: list[Retrieved] = field(default_factory=list)
+
+    def positions(self) -> list[int]:
+        return [r.chunk.position for r in self.retrieved]
+
+    def kept(self, threshold: float | None) -> list[int]:
+        """Positions retrieved before the first step whose best score falls below the threshold."""
+        if threshold is None:
+            return self.positions()
+        kept: list[int] = []
+        for step in sorted({r.step for r in self.retrieved}):
+            taken = [r for r in self.retrieved if r.step == step]
+            if max(r.score for r in taken) < threshold:
+                break
+            kept.extend(r.chunk.position for r in taken)
+        return kept
+
+
+class MultiStepRetriever:
+    """Runs the retrieval loop over an open index with an encoder and a search backend."""
+
+    def __init__(self, encoder: Encoder, index: IndexReader, backend: SearchBackend, *, piece_tokens: int = 64):
+        if encoder.spec.pooling.positions != "none":
+            raise IncompatibleError(
+                f"model {encoder.spec.name} uses rotary positions ({encoder.spec.pooling.positions}); "
+                "position-aware search is not available in this qrag version"
+            )
+        self.encoder = encoder
+        self.index = index
+        self.backend = backend
+        self.piece_tokens = piece_tokens
+
+    def state_text(self, t: Trajectory) -> list[str]:
+        """The state pieces: the question, then the retrieved chunks sorted by corpus position."""
+        chunks = sorted((r.chunk for r in t.retrieved), key=lambda c: c.position)
+        return [t.question, *(c.text for c in chunks)]
+
+    def run(self, questions: Sequence[str], *, steps: int, k: int = 1) -> list[Trajectory]:
+        """Retrieve `k` chunks per step for `steps` steps for every question (greedy policy)."""
+        trajectories = [Trajectory(q) for q in questions]
+        n = len(self.index)
+        for step in range(1, steps + 1):
+            active = [t for t in trajectories if len(t.retrieved) < n]
+            if not active:
+                break
+            states = self.encoder.encode_states([self.state_text(t) for t in active], self.piece_tokens)
+            exclude = [set(t.positions()) for t in active]
+            ids, scores = self.backend.search(states, k, exclude)
+            for t, row_ids, row_scores in zip(active, ids, scores):
+                for i, s in zip(row_ids, row_scores):
+                    if i < 0:
+                        continue
+                    t.retrieved.append(Retrieved(step, self.index.chunk(int(i)), float(s)))
+        return trajectories

@@ -1,0 +1,102 @@
+"""One frozen dataclass of settings per command.
+
+Every field is typed, defaulted and documented (the `help` metadata is what the CLI shows).
+The resolved settings are written next to every index and report (`settings.json`).
+Nothing here reads files: resolution happens in the API layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class ChunkerSettings:
+    """How a corpus is cut into chunks."""
+
+    kind: str = _f("sentences", "Chunker: 'sentences' (rule-based splitter) or 'tokens' (fixed windows).")
+    max_sentence_tokens: int = _f(
+        128, "Sentence chunker: a longer sentence is split at this many word/punctuation tokens."
+    )
+    window: int = _f(64, "Token chunker: window size in word/punctuation tokens.")
+    overlap: int = _f(16, "Token chunker: tokens shared by consecutive windows (< window).")
+
+    def validate(self) -> None:
+        from .errors import InputError
+
+        if self.kind not in ("sentences", "tokens"):
+            raise InputError(f"unknown chunker {self.kind!r}: use 'sentences' or 'tokens'")
+        if self.max_sentence_tokens < 8:
+            raise InputError("--max-sentence-tokens must be at least 8")
+        if self.window < 1:
+            raise InputError("--window must be at least 1")
+        if not 0 <= self.overlap < self.window:
+            raise InputError("--overlap must be >= 0 and smaller than --window")
+
+
+@dataclass(frozen=True)
+class AnnSettings:
+    """Parameters of the approximate nearest-neighbour index."""
+
+    backend: str = _f("usearch", "Search backend: 'usearch' (memory-mapped HNSW), 'hnswlib' or 'exact'.")
+    m: int = _f(16, "HNSW graph degree (M / connectivity).")
+    ef_construction: int = _f(100, "HNSW build-time candidate list size.")
+    ef: int = _f(128, "HNSW query-time candidate list size (stored in the manifest, overridable).")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Settings of `qrag index`."""
+
+    corpus: str = _f("", "Corpus: a .txt/.jsonl file (optionally .gz/.xz), a folder of .txt files, or '-'.")
+    out: str = _f("", "Output folder (default indexes/<corpus-name>).")
+    overwrite: bool = _f(False, "Replace an existing index at --out.")
+    model: str = _f("default", "Embedder: 'default' (all-MiniLM-L6-v2) or a model folder.")
+    chunker: ChunkerSettings = field(default_factory=ChunkerSettings)
+    ann: AnnSettings = field(default_factory=AnnSettings)
+    batch_size: int = _f(64, "Chunks embedded per batch.")
+    max_tokens: int = _f(128, "Embedder token cap per chunk (longer chunks are truncated when embedded).")
+    threads: int = _f(0, "CPU threads for embedding and index build (0: all cores).")
+    seed: int = _f(0, "Seed of the HNSW build (levels) so a rebuild is identical.")
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """Settings of `qrag query`."""
+
+    index: str = _f("", "Index folder built by `qrag index`.")
+    model: str = _f("", "Embedder override (default: the model recorded in the index manifest).")
+    steps: int = _f(4, "Retrieval steps (the method's max_steps).")
+    k: int = _f(1, "Chunks taken per step (--steps 1 --k K is classic top-k).")
+    stop_threshold: float | None = _f(
+        None, "Q-threshold stop rule: keep chunks retrieved before the first step whose score < T."
+    )
+    piece_tokens: int = _f(64, "Per-piece token cap of the state text (question and each chunk).")
+    backend: str = _f("", "Search backend override: 'exact', 'hnswlib' or 'usearch' (default: manifest).")
+    ef: int = _f(0, "HNSW ef override (0: the value in the manifest).")
+    threads: int = _f(0, "CPU threads (0: all cores).")
+
+    def validate(self) -> None:
+        from .errors import InputError
+
+        if self.steps < 1:
+            raise InputError("--steps must be at least 1")
+        if self.k < 1:
+            raise InputError("--k must be at least 1")
+        if self.piece_tokens < 4:
+            raise InputError("--piece-tokens must be at least 4")
+
+
+def to_dict(settings: Any) -> dict[str, Any]:
+    """The settings as plain JSON-able data (nested dataclasses become dicts)."""
+    return asdict(settings)
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Map of field name to its documented help text (used by the CLI)."""
+    return {f.name: f.metadata.get("help", "") for f in fields(cls)}

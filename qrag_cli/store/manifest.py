@@ -1,0 +1,92 @@
+"""`manifest.json`: the versioned description of an on-disk index.
+
+The manifest is written last, atomically, so a folder without one is never a finished index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import CorruptIndexError, IndexNotFoundError, ModelMismatchError
+
+FORMAT = "qrag-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SETTINGS = "settings.json"
+CHUNKS = "chunks.arrow"
+VECTORS = "vectors.npy"
+
+REQUIRED = ("format", "format_version", "qrag_version", "model", "corpus", "chunker", "ann", "files", "seed")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same folder, fsync, then rename over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def new_manifest(**fields: Any) -> dict[str, Any]:
+    """A manifest dict with the format header filled in."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "qrag_version": __version__, **fields}
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """Read and validate an index's manifest (raises IndexNotFoundError / CorruptIndexError)."""
+    if not folder.exists():
+        raise IndexNotFoundError(f"no index at {folder}: build one with `qrag index CORPUS --out {folder}`")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise IndexNotFoundError(
+            f"{folder} is not a finished qrag index (no {MANIFEST}); rebuild it with `qrag index ... --overwrite`"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CorruptIndexError(f"{path} is unreadable: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CorruptIndexError(f"{path} is not a qrag index manifest")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CorruptIndexError(
+            f"{folder} has index format version {version}; this qrag ({__version__}) reads version "
+            f"{FORMAT_VERSION}: rebuild it with `qrag index ... --overwrite`"
+        )
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise CorruptIndexError(f"{path} lacks {', '.join(missing)}")
+    return data
+
+
+def check_model(manifest: dict[str, Any], model: dict[str, Any], folder: Path) -> None:
+    """Refuse a model other than the one the index was built with."""
+    built = manifest["model"]
+    if built.get("dim") != model.get("dim"):
+        raise ModelMismatchError(
+            f"model {model.get('name')} has dimension {model.get('dim')} but the index {folder} was built "
+            f"with dimension {built.get('dim')} ({built.get('name')}): query with that model or re-index"
+        )
+    if built.get("checksum") != model.get("checksum"):
+        raise ModelMismatchError(
+            f"model {model.get('name')} (sha256 {str(model.get('checksum'))[:12]}) is not the model the index "
+            f"{folder} was built with ({built.get('name')}, sha256 {str(built.get('checksum'))[:12]}): "
+            "query with that model or re-index"
+        )
+    if built.get("pooling") != model.get("pooling"):
+        raise ModelMismatchError(
+            f"model {model.get('name')} pools as {model.get('pooling')} but the index {folder} was built "
+            f"with {built.get('pooling')}: re-index"
+        )

@@ -1,0 +1,92 @@
+"""Opening an index: manifest checks, memory-mapped vectors and chunks, per-row chunk access.
+
+Nothing is read whole: vectors are `np.load(mmap_mode="r")`, chunks an Arrow IPC file over a memory
+map (zero copy). A chunk is fetched by position through the record-batch offsets, never `take()`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import CorruptIndexError
+from .manifest import read_manifest
+
+REBUILD = "rebuild it with `qrag index ... --overwrite`"
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    position: int
+    doc: str
+    start: int
+    end: int
+    text: str
+
+
+class IndexReader:
+    """A finished index, opened read-only."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.manifest: dict[str, Any] = read_manifest(self.folder)
+        files = self.manifest["files"]
+        for name, info in files.items():
+            path = self.folder / name
+            if not path.is_file():
+                raise CorruptIndexError(f"{path} is missing: {REBUILD}")
+            size = path.stat().st_size
+            if size != info.get("bytes"):
+                raise CorruptIndexError(
+                    f"{path} has {size} bytes, the manifest says {info.get('bytes')}: the file was truncated "
+                    f"or edited; {REBUILD}"
+                )
+        store = self.manifest["store"]
+        vectors_path = self.folder / store["vectors"]
+        try:
+            self.vectors = np.load(vectors_path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise CorruptIndexError(f"{vectors_path} is unreadable: {exc}; {REBUILD}") from exc
+        n, dim = self.manifest["corpus"]["chunks"], self.manifest["model"]["dim"]
+        if self.vectors.shape != (n, dim) or self.vectors.dtype != np.float16:
+            raise CorruptIndexError(
+                f"{vectors_path} holds {self.vectors.dtype} {self.vectors.shape}, expected float16 {(n, dim)}; {REBUILD}"
+            )
+        chunks_path = self.folder / store["chunks"]
+        try:
+            self._mmap = pa.memory_map(str(chunks_path), "r")
+            table = pa.ipc.open_file(self._mmap).read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CorruptIndexError(f"{chunks_path} is unreadable: {exc}; {REBUILD}") from exc
+        if table.num_rows != n:
+            raise CorruptIndexError(f"{chunks_path} has {table.num_rows} chunks, expected {n}; {REBUILD}")
+        self._batches = table.to_batches()
+        self._offsets = [0]
+        for b in self._batches:
+            self._offsets.append(self._offsets[-1] + b.num_rows)
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def chunk(self, position: int) -> ChunkRecord:
+        """The chunk at a global position (0-based)."""
+        if not 0 <= position < len(self):
+            raise IndexError(position)
+        b = bisect.bisect_right(self._offsets, position) - 1
+        batch, row = self._batches[b], position - self._offsets[b]
+        return ChunkRecord(
+            position=int(batch.column(0)[row].as_py()),
+            doc=batch.column(1)[row].as_py(),
+            start=int(batch.column(2)[row].as_py()),
+            end=int(batch.column(3)[row].as_py()),
+            text=batch.column(5)[row].as_py(),
+        )
