@@ -1,0 +1,38 @@
+"""Cut a whole corpus into `Chunk`s with the chunker chosen in `ChunkerSettings`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from ..settings import ChunkerSettings
+from .readers import Corpus
+from .sentences import split_sentences
+from .types import Chunk
+from .windows import split_windows
+
+Splitter = Callable[[Iterable[str]], Iterator[tuple[int, int, str]]]
+
+
+def make_splitter(settings: ChunkerSettings) -> Splitter:
+    """The span splitter `settings` asks for (validates the settings first)."""
+    settings.validate()
+    if settings.kind == "tokens":
+        return lambda blocks: split_windows(blocks, settings.window, settings.overlap)
+    return lambda blocks: split_sentences(blocks, settings.max_sentence_tokens)
+
+
+def iter_chunks(corpus: Corpus, settings: ChunkerSettings) -> Iterator[Chunk]:
+    """Every chunk of `corpus`, documents in order, with global positions 0, 1, 2, ...
+
+    The settings are validated at once (`InputError`), before anything is read. An empty corpus
+    yields nothing (the caller decides whether that is an error).
+    """
+    return _chunks(corpus, make_splitter(settings))
+
+
+def _chunks(corpus: Corpus, split: Splitter) -> Iterator[Chunk]:
+    position = 0
+    for doc in corpus.documents():
+        for start, end, text in split(doc.blocks):
+            yield Chunk(doc.id, position, start, end, text)
+            position += 1
