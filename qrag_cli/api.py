@@ -14,11 +14,11 @@ from .embed.models import resolve_model
 from .errors import IncompatibleError, InputError
 from .policy.loop import MultiStepRetriever, Trajectory
 from .search.registry import open_backend
-from .settings import IndexSettings, QuerySettings
+from .settings import ExportSettings, IndexSettings, QuerySettings
 from .store.manifest import check_model
 from .store.reader import IndexReader
 
-__all__ = ["BuildProgress", "BuildReport", "Question", "QuerySession", "index", "open_session", "parse_questions"]
+__all__ = ["BuildProgress", "BuildReport", "Question", "QuerySession", "export", "index", "open_session", "parse_questions"]
 
 
 def index(
@@ -29,6 +29,25 @@ def index(
 ) -> BuildReport:
     """Build an on-disk index (see `qrag_cli.build`)."""
     return build_index(settings, progress=progress, warn=warn)
+
+
+def export(settings: ExportSettings) -> Path:
+    """Export a PyTorch embedder to an ONNX model folder (`qrag export`)."""
+    from .embed.export import export_onnx
+
+    if not settings.out:
+        raise InputError("--out is required")
+    source = "default:torch" if settings.model in ("", "default", "default:torch") else settings.model
+    calibration: list[str] = []
+    if settings.calibration:
+        from .corpus.chunking import iter_chunks
+        from .corpus.readers import open_corpus
+        from .settings import ChunkerSettings
+
+        chunks = iter_chunks(open_corpus(settings.calibration), ChunkerSettings())
+        calibration = [c.text for c, _ in zip(chunks, range(settings.calibration_sentences))]
+    return export_onnx(resolve_model(source), Path(settings.out), overwrite=settings.overwrite,
+                       int8=settings.int8, calibration=calibration)
 
 
 @dataclass(frozen=True)

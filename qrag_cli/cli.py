@@ -19,7 +19,7 @@ from rich.table import Table
 from . import __version__
 from .errors import EXIT_RUNTIME, QragError
 from .output import FORMATS, render, resolve_format
-from .settings import AnnSettings, ChunkerSettings, IndexSettings, QuerySettings, field_help
+from .settings import AnnSettings, ChunkerSettings, ExportSettings, IndexSettings, QuerySettings, field_help
 
 app = typer.Typer(
     name="qrag",
@@ -33,6 +33,7 @@ _state = {"debug": False}  # set by the --debug option of the main callback
 H_INDEX, H_QUERY = field_help(IndexSettings), field_help(QuerySettings)
 H_CHUNK, H_ANN = field_help(ChunkerSettings), field_help(AnnSettings)
 D_INDEX, D_QUERY, D_CHUNK, D_ANN = IndexSettings(), QuerySettings(), ChunkerSettings(), AnnSettings()
+H_EXPORT, D_EXPORT = field_help(ExportSettings), ExportSettings()
 
 
 def _version(value: bool) -> None:
@@ -190,6 +191,27 @@ def query_cmd(
     for start in range(0, len(asked), 64):
         for line in render(session.ask(asked[start : start + 64]), fmt):
             typer.echo(line)
+
+
+@app.command("export")
+@guarded
+def export_cmd(
+    model: str = typer.Argument(D_EXPORT.model, help=H_EXPORT["model"]),
+    out: Path = typer.Option(..., "--out", "-o", help=H_EXPORT["out"]),
+    int8: bool = typer.Option(D_EXPORT.int8, "--int8", help=H_EXPORT["int8"]),
+    calibration: str = typer.Option(D_EXPORT.calibration, "--calibration", help=H_EXPORT["calibration"]),
+    calibration_sentences: int = typer.Option(D_EXPORT.calibration_sentences, help=H_EXPORT["calibration_sentences"]),
+    overwrite: bool = typer.Option(D_EXPORT.overwrite, "--overwrite", help=H_EXPORT["overwrite"]),
+) -> None:
+    """Export an embedder to ONNX (fp32 or int8) for fast, torch-free indexing and querying."""
+    from .api import export
+
+    settings = ExportSettings(model, str(out), int8, calibration, calibration_sentences, overwrite)
+    with err.status("exporting to ONNX" + (" and quantising to int8" if int8 else "")):
+        folder = export(settings)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    _emit_summary({"model": str(folder), "source": manifest["source"]["name"], "dim": manifest["dim"],
+                   "quantization": manifest["quantization"], "bytes": manifest["onnx"]["bytes"]})
 
 
 def main() -> None:

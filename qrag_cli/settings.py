@@ -92,6 +92,18 @@ class QuerySettings:
             raise InputError("--piece-tokens must be at least 4")
 
 
+@dataclass(frozen=True)
+class ExportSettings:
+    """Settings of `qrag export`."""
+
+    model: str = _f("default", "Model to export: 'default' (all-MiniLM-L6-v2) or a PyTorch model folder.")
+    out: str = _f("", "Output folder of the ONNX model (required).")
+    int8: bool = _f(False, "Quantise to int8 (faster on CPU; see the README's speed and quality table).")
+    calibration: str = _f("", "Text corpus whose sentences calibrate the int8 quantisation (default: built-in).")
+    calibration_sentences: int = _f(512, "How many calibration sentences to read from --calibration.")
+    overwrite: bool = _f(False, "Replace an existing folder at --out.")
+
+
 def to_dict(settings: Any) -> dict[str, Any]:
     """The settings as plain JSON-able data (nested dataclasses become dicts)."""
     return asdict(settings)

@@ -94,7 +94,11 @@ class Encoder(ABC):
 
 
 def load_encoder(spec: ModelSpec, *, max_tokens: int = 128, batch_size: int = 64, threads: int = 0) -> Encoder:
-    """The encoder engine for a model folder (PyTorch for Hugging Face weights)."""
+    """The encoder engine for a model: onnxruntime for an exported folder (no torch), else PyTorch."""
+    if spec.engine == "onnx":
+        from .onnx_encoder import OnnxEncoder
+
+        return OnnxEncoder(spec, max_tokens=max_tokens, batch_size=batch_size, threads=threads)
     from .torch_encoder import TorchEncoder
 
     return TorchEncoder(spec, max_tokens=max_tokens, batch_size=batch_size, threads=threads)

