@@ -5,9 +5,9 @@ in the corpus, encoded as `[CLS] q [SEP] c1 [SEP] ... [SEP]` (each piece capped 
 The action is the best not-yet-retrieved chunk by inner product with the state embedding. Questions
 are stepped together: one batched state encoding and one batched search per step.
 
-Models trained with relative rotary positions (pooling.positions != "none") need range-by-range
-scoring, which this version does not ship yet; such a model is refused with a clear message rather
-than queried without its positions.
+Models trained with relative rotary positions (pooling.positions "int" or "float") are scored
+exactly, range by range over the memory-mapped vectors (`search.positions`); the approximate index
+serves models without positions (plain maximum inner product).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ..embed.encoder import Encoder
 from ..errors import IncompatibleError
 from ..search.base import SearchBackend
+from ..search.positions import exact_rotary_search
 from ..store.reader import ChunkRecord, IndexReader
 
 
@@ -53,11 +54,9 @@ class MultiStepRetriever:
     """Runs the retrieval loop over an open index with an encoder and a search backend."""
 
     def __init__(self, encoder: Encoder, index: IndexReader, backend: SearchBackend, *, piece_tokens: int = 64):
-        if encoder.spec.pooling.positions != "none":
-            raise IncompatibleError(
-                f"model {encoder.spec.name} uses rotary positions ({encoder.spec.pooling.positions}); "
-                "position-aware search is not available in this qrag version"
-            )
+        self.positions = encoder.spec.pooling.positions
+        if self.positions not in ("none", "int", "float"):
+            raise IncompatibleError(f"model {encoder.spec.name} declares unknown positions {self.positions!r}")
         self.encoder = encoder
         self.index = index
         self.backend = backend
@@ -78,7 +77,12 @@ class MultiStepRetriever:
                 break
             states = self.encoder.encode_states([self.state_text(t) for t in active], self.piece_tokens)
             exclude = [set(t.positions()) for t in active]
-            ids, scores = self.backend.search(states, k, exclude)
+            if self.positions == "none":
+                ids, scores = self.backend.search(states, k, exclude)
+            else:
+                found = [exact_rotary_search(self.index.vectors, s, t.positions(), k,
+                                             integer=self.positions == "int") for s, t in zip(states, active)]
+                ids, scores = [f[0] for f in found], [f[1] for f in found]
             for t, row_ids, row_scores in zip(active, ids, scores):
                 for i, s in zip(row_ids, row_scores):
                     if i < 0:

@@ -1,0 +1,98 @@
+"""Relative rotary positions of the method (action side only) and exact range-by-range scoring.
+
+The retrieved chunks cut the context of N chunks into segments [0, j1), [j1, j2), ..., [jk, N);
+segment m gives its chunks positions `20*m + linspace(0, 18, len_m)` (before any retrieval: one
+segment, the normalised position 0..18). With integer buckets (the reference's default) p is
+truncated, so every (segment, bucket) is a contiguous range of chunks sharing one rotation and the
+exact best action is a maximum over at most 19*(k+1) ranges of <R(-p) s, a>: the state is rotated
+once per range, the chunk vectors never are.
+
+Rotation: interleaved pairs (2i, 2i+1) of each half of the embedding (the twin halves of the
+Q-function are rotated separately), angle p * 10000^(-2i/d_half).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+SEGMENT_STRIDE = 20.0
+SEGMENT_SPAN = 18.0
+BASE = 10000.0
+BLOCK_ROWS = 32_768
+
+
+def chunk_positions(n: int, retrieved: Collection[int], integer: bool = True) -> np.ndarray:
+    """Position p of every chunk (float64, shape (n,)) given the retrieved chunk indices."""
+    cuts = [0, *sorted(set(int(j) for j in retrieved if 0 < j < n)), n]
+    p = np.empty(n, dtype=np.float64)
+    for m, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+        p[a:b] = SEGMENT_STRIDE * m + np.linspace(0.0, SEGMENT_SPAN, b - a)
+    return np.floor(p) if integer else p
+
+
+def position_ranges(n: int, retrieved: Collection[int]) -> list[tuple[int, int, float]]:
+    """Integer buckets as contiguous ranges: [(start, end, p), ...] covering 0..n."""
+    p = chunk_positions(n, retrieved, integer=True)
+    if n == 0:
+        return []
+    edges = np.flatnonzero(np.diff(p)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [n]])
+    return [(int(a), int(b), float(p[a])) for a, b in zip(starts, ends)]
+
+
+def _angles(p: np.ndarray, dim: int) -> np.ndarray:
+    if dim % 4:
+        raise ValueError(f"rotary positions need a dimension divisible by 4, got {dim}")
+    half = dim // 2
+    freqs = BASE ** (-2.0 * np.arange(half // 2) / half)
+    return np.asarray(p, dtype=np.float64)[..., None] * freqs  # (..., half/2)
+
+
+def rotate(x: np.ndarray, p: float | np.ndarray) -> np.ndarray:
+    """R(p) x for vectors x (..., dim); p a scalar or one position per vector. Keeps the norm."""
+    x = np.asarray(x, dtype=np.float32)
+    dim = x.shape[-1]
+    ang = _angles(np.broadcast_to(np.asarray(p, dtype=np.float64), x.shape[:-1]), dim)
+    cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+    out = np.empty_like(x)
+    for h in (0, dim // 2):
+        even, odd = x[..., h : h + dim // 2 : 2], x[..., h + 1 : h + dim // 2 : 2]
+        out[..., h : h + dim // 2 : 2] = even * cos - odd * sin
+        out[..., h + 1 : h + dim // 2 : 2] = even * sin + odd * cos
+    return out
+
+
+def exact_rotary_search(
+    vectors: np.ndarray, state: np.ndarray, retrieved: Sequence[int], k: int, *, integer: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of <s, R(p_i) a_i> over all unretrieved chunks i; ids and scores, best first (lower id wins ties).
+
+    Integer positions: the state is rotated by -p once per range and each range of the float16
+    matrix is scored as is. Float positions: every chunk has its own p, so blocks of chunks are rotated.
+    """
+    n = vectors.shape[0]
+    scores = np.empty(n, dtype=np.float32)
+    s = np.asarray(state, dtype=np.float32)
+    if integer:
+        for a, b, p in position_ranges(n, retrieved):
+            q = rotate(s, -p)
+            for lo in range(a, b, BLOCK_ROWS):
+                hi = min(b, lo + BLOCK_ROWS)
+                scores[lo:hi] = np.asarray(vectors[lo:hi], dtype=np.float32) @ q
+    else:
+        p = chunk_positions(n, retrieved, integer=False)
+        for lo in range(0, n, BLOCK_ROWS):
+            hi = min(n, lo + BLOCK_ROWS)
+            scores[lo:hi] = rotate(np.asarray(vectors[lo:hi], dtype=np.float32), p[lo:hi]) @ s
+    if len(retrieved):
+        scores[np.asarray(list(retrieved), dtype=np.int64)] = -np.inf
+    k = min(k, n - len(set(retrieved)))
+    if k <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+    order = np.lexsort((top, -scores[top]))
+    ids = top[order].astype(np.int64)
+    return ids, scores[ids]
