@@ -19,7 +19,9 @@ from rich.table import Table
 from . import __version__
 from .errors import EXIT_RUNTIME, QragError
 from .output import FORMATS, render, resolve_format
-from .settings import AnnSettings, ChunkerSettings, ExportSettings, IndexSettings, QuerySettings, field_help
+from .settings import (
+    AnnSettings, ChunkerSettings, DataSettings, ExportSettings, IndexSettings, QuerySettings, field_help,
+)
 
 app = typer.Typer(
     name="qrag",
@@ -34,6 +36,7 @@ H_INDEX, H_QUERY = field_help(IndexSettings), field_help(QuerySettings)
 H_CHUNK, H_ANN = field_help(ChunkerSettings), field_help(AnnSettings)
 D_INDEX, D_QUERY, D_CHUNK, D_ANN = IndexSettings(), QuerySettings(), ChunkerSettings(), AnnSettings()
 H_EXPORT, D_EXPORT = field_help(ExportSettings), ExportSettings()
+H_DATA, D_DATA = field_help(DataSettings), DataSettings()
 
 
 def _version(value: bool) -> None:
@@ -212,6 +215,32 @@ def export_cmd(
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     _emit_summary({"model": str(folder), "source": manifest["source"]["name"], "dim": manifest["dim"],
                    "quantization": manifest["quantization"], "bytes": manifest["onnx"]["bytes"]})
+
+
+@app.command("data")
+@guarded
+def data_cmd(
+    benchmark: str = typer.Argument(..., help=H_DATA["benchmark"]),
+    task: str = typer.Option(D_DATA.task, "--task", help=H_DATA["task"]),
+    length: str = typer.Option(D_DATA.length, "--length", help=H_DATA["length"]),
+    n: int = typer.Option(D_DATA.n, "--n", help=H_DATA["n"]),
+    seed: int = typer.Option(D_DATA.seed, "--seed", help=H_DATA["seed"]),
+    split: str = typer.Option(D_DATA.split, "--split", help=H_DATA["split"]),
+    haystack: str = typer.Option(D_DATA.haystack, "--haystack", help=H_DATA["haystack"]),
+    values: str = typer.Option(D_DATA.values, "--values", help=H_DATA["values"]),
+    hops: int = typer.Option(D_DATA.hops, "--hops", help=H_DATA["hops"]),
+    out: str = typer.Option(D_DATA.out, "--out", "-o", help=H_DATA["out"]),
+) -> None:
+    """Generate BabiLong- or RULER-style samples (JSON Lines, format qrag-samples v1)."""
+    from .data.generate import generate
+    from .data.samples import write_samples
+
+    settings = DataSettings(benchmark, task, length, n, seed, split, haystack, values, hops, out)
+    with err.status(f"generating {benchmark} {task} {length}"):
+        header, samples = generate(settings)
+    write_samples(out or "-", header, samples)
+    if out:
+        err.print(f"wrote {len(samples)} samples to {escape(out)}", soft_wrap=True)
 
 
 def main() -> None:

@@ -104,6 +104,24 @@ class ExportSettings:
     overwrite: bool = _f(False, "Replace an existing folder at --out.")
 
 
+@dataclass(frozen=True)
+class DataSettings:
+    """Settings of `qrag data` (BabiLong- and RULER-style sample generation)."""
+
+    benchmark: str = _f("babilong", "Benchmark family: 'babilong' or 'ruler'.")
+    task: str = _f("qa1", "babilong: qa1..qa5; ruler: niah_single, niah_multikey, niah_multivalue, niah_multiquery, vt.")
+    length: str = _f(
+        "1K", "Context length: babilong 1K, 4K, 32K, 128K, 1M, 10M or a sentence count; ruler 4K, 16K, 32K, 128K, 1M."
+    )
+    n: int = _f(100, "Number of samples.")
+    seed: int = _f(0, "Seed of the generator (stories, haystack placement).")
+    split: str = _f("test", "'train' (training novels and story seeds) or 'test' (held-out ones).")
+    haystack: str = _f("novel", "ruler haystack: 'noise', 'novel' or 'needle'.")
+    values: str = _f("numbers", "ruler needle values: 'numbers' (7 digits), 'uuids' or 'words'.")
+    hops: int = _f(4, "ruler vt: number of variable-assignment hops.")
+    out: str = _f("", "Output JSON Lines file ('-' or empty: stdout).")
+
+
 def to_dict(settings: Any) -> dict[str, Any]:
     """The settings as plain JSON-able data (nested dataclasses become dicts)."""
     return asdict(settings)

@@ -1,0 +1,115 @@
+"""`qrag data`: benchmark samples from `DataSettings` (BabiLong-style or RULER-style).
+
+BabiLong: bAbI stories of the task (`babi`, story seed ``haystack.story_seed(split, seed)``, so the
+train and test splits never share a story seed), each sample's story lines spliced at random
+positions among background sentences of the split's novels. Lengths 1K and 4K (and a plain number of
+sentences below 1,200, e.g. "100" for training) store each sample's whole context, drawn from its
+own background (``BackgroundStream(split, f"{seed}/{i}")``); from 32K on (1,200 sentences) all
+samples share the one background ``haystack.background(split, n_sentences, seed)`` and store only a
+reference to it and their fact positions. RULER: see `ruler.ruler_samples`.
+
+Everything is validated before any heavy work; errors are InputError naming the valid choices.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ..errors import InputError
+from ..settings import DataSettings
+from . import babi, haystack as hs, ruler
+from .splice import insert_at, splice_positions
+
+BENCHMARKS = ("babilong", "ruler")
+BABILONG_LONG = 1200  # sentences from which the background is shared and referenced
+MAX_SENTENCES = 400_000
+
+
+def _choices(xs: Any) -> str:
+    return ", ".join(xs)
+
+
+def babilong_sentences(length: str) -> int:
+    """Background sentences of a BabiLong length name, or of a plain number of sentences."""
+    if length in hs.BABILONG_SENTENCES:
+        return hs.BABILONG_SENTENCES[length]
+    if length.isdigit() and 1 <= int(length) <= MAX_SENTENCES:
+        return int(length)
+    raise InputError(f"unknown babilong length {length!r}: use one of {_choices(hs.BABILONG_SENTENCES)} "
+                     f"or a number of background sentences (1..{MAX_SENTENCES})")
+
+
+def check_settings(s: DataSettings) -> None:
+    """Raise InputError for any unusable option (before anything is generated)."""
+    if s.benchmark not in BENCHMARKS:
+        raise InputError(f"unknown benchmark {s.benchmark!r}: use one of {_choices(BENCHMARKS)}")
+    hs.check_split(s.split)
+    if s.n < 1:
+        raise InputError("--n must be at least 1")
+    if s.benchmark == "babilong":
+        if s.task not in babi.TASKS:
+            raise InputError(f"unknown babilong task {s.task!r}: use one of {_choices(babi.TASKS)}")
+        babilong_sentences(s.length)
+        return
+    if s.task not in ruler.RULER_TASKS:
+        raise InputError(f"unknown ruler task {s.task!r}: use one of {_choices(ruler.RULER_TASKS)}")
+    if s.length not in ruler.RULER_LENGTHS:
+        raise InputError(f"unknown ruler length {s.length!r}: use one of {_choices(ruler.RULER_LENGTHS)}")
+    if s.haystack not in ruler.HAYSTACKS:
+        raise InputError(f"unknown haystack {s.haystack!r}: use one of {_choices(ruler.HAYSTACKS)}")
+    values = getattr(s, "values", "numbers")
+    if values not in ruler.VALUE_KINDS:
+        raise InputError(f"unknown needle values {values!r}: use one of {_choices(ruler.VALUE_KINDS)}")
+    if getattr(s, "hops", ruler.VT_HOPS) < 1:
+        raise InputError("--hops must be at least 1")
+
+
+def _babilong(s: DataSettings) -> tuple[dict, list[dict]]:
+    n_bg = babilong_sentences(s.length)
+    hs.novel_split()  # fails early, with a clear message, when the novels are missing
+    stories = babi.generate_samples(s.task, s.n, hs.story_seed(s.split, s.seed))
+    long = n_bg >= BABILONG_LONG
+    ref = {"kind": "novel", "split": s.split, "n_sentences": n_bg, "seed": s.seed}
+    out = []
+    for i, b in enumerate(stories):
+        rng = random.Random(f"qrag-babilong-splice:{s.task}:{s.length}:{s.split}:{s.seed}:{i}")
+        sample: dict[str, Any] = {"id": f"babilong-{s.task}-{s.length}-{s.split}-{s.seed}-{i}", "task": s.task,
+                                  "question": b.question, "answer": b.answer}
+        pos = splice_positions(n_bg, len(b.story), rng)
+        if long:
+            sample.update(background=ref, facts=[{"position": p, "text": t} for p, t in zip(pos, b.story)])
+        else:
+            bg = hs.BackgroundStream(s.split, f"{s.seed}/{i}").extend_to(n_bg)
+            sample["context"] = insert_at(bg, b.story, pos)
+        sample["support"] = [pos[j] for j in b.support]
+        out.append(sample)
+    header_bg = dict(ref) if long else {**ref, "per_sample": True}
+    return _header(s, header_bg), out
+
+
+def _ruler(s: DataSettings) -> tuple[dict, list[dict]]:
+    values = getattr(s, "values", "numbers")
+    hops = getattr(s, "hops", ruler.VT_HOPS)
+    if s.haystack == "novel":
+        hs.novel_split()
+    ref, out = ruler.ruler_samples(s.task, s.length, s.n, s.seed, s.split, s.haystack, values, hops)
+    bg = dict(ref) if ref is not None else {"kind": s.haystack, "per_sample": True}
+    header = _header(s, bg)
+    header.update(haystack=s.haystack, tokens=ruler.RULER_LENGTHS[s.length], values=values)
+    if s.task == "vt":
+        header["hops"] = hops
+    return header, out
+
+
+def _header(s: DataSettings, background: dict) -> dict:
+    return {"benchmark": s.benchmark, "task": s.task, "length": s.length, "split": s.split,
+            "seed": s.seed, "n": s.n, "background": background}
+
+
+def generate(settings: DataSettings) -> tuple[dict, list[dict]]:
+    """(header, samples) for `samples.write_samples`, dispatching on benchmark, task, length, split."""
+    check_settings(settings)
+    if settings.benchmark == "babilong":
+        return _babilong(settings)
+    return _ruler(settings)
