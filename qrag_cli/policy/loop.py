@@ -14,12 +14,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
 
 from ..embed.encoder import Encoder
 from ..errors import IncompatibleError
 from ..search.base import SearchBackend
 from ..search.positions import exact_rotary_search
-from ..store.reader import ChunkRecord, IndexReader
+from ..store.reader import ChunkRecord
+
+
+class ChunkSource(Protocol):
+    """What the loop reads chunks from: an on-disk `IndexReader` or an in-memory context."""
+
+    vectors: np.ndarray  # (n, dim), row i embeds the chunk at position i
+
+    def __len__(self) -> int: ...
+
+    def chunk(self, position: int) -> ChunkRecord: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,7 @@ class Trajectory:
 class MultiStepRetriever:
     """Runs the retrieval loop over an open index with an encoder and a search backend."""
 
-    def __init__(self, encoder: Encoder, index: IndexReader, backend: SearchBackend, *, piece_tokens: int = 64):
+    def __init__(self, encoder: Encoder, index: ChunkSource, backend: SearchBackend, *, piece_tokens: int = 64):
         self.positions = encoder.spec.pooling.positions
         if self.positions not in ("none", "int", "float"):
             raise IncompatibleError(f"model {encoder.spec.name} declares unknown positions {self.positions!r}")
