@@ -1,0 +1,193 @@
+"""HNSW search with hnswlib (file ``hnsw.bin``).
+
+hnswlib stores its own float32 copy of the vectors next to the graph and cannot memory-map the file:
+opening reads all of it into RAM. Candidates are re-scored exactly from the float16 vectors.
+Exclusion over-fetches k + the largest exclude set and drops excluded ids afterwards (hnswlib's
+``filter=`` callback holds the GIL and is slow).
+
+A build is reproducible (byte-identical file) only with ``threads=1``: with more threads the
+insertion order, and so the graph, depends on scheduling.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..settings import AnnSettings
+from .base import (
+    BLOCK_ROWS,
+    ExcludeLike,
+    check_queries,
+    check_vectors,
+    corrupt_file,
+    empty_result,
+    exclude_arrays,
+    overfetch,
+    rescore,
+)
+from .exact import ExactBackend
+
+FILE_NAME = "hnsw.bin"
+
+
+def _threads(threads: int) -> int:
+    return threads if threads > 0 else (os.cpu_count() or 1)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hnswlib")
+    except metadata.PackageNotFoundError:  # pragma: no cover - installed from source
+        return "unknown"
+
+
+def build_hnswlib(
+    vectors: np.ndarray,
+    folder: Path,
+    settings: AnnSettings,
+    *,
+    seed: int,
+    threads: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Build ``hnsw.bin`` in `folder` from the float16 vectors (added in float32 blocks, ids = row numbers).
+
+    Returns what the manifest should record about the index.
+    """
+    import hnswlib
+
+    check_vectors(vectors)
+    n, d = vectors.shape
+    index = hnswlib.Index(space="ip", dim=int(d))
+    index.init_index(
+        max_elements=max(1, int(n)), M=settings.m, ef_construction=settings.ef_construction, random_seed=seed
+    )
+    nthreads = _threads(threads)
+    index.set_num_threads(nthreads)
+    for a in range(0, n, BLOCK_ROWS):
+        b = min(n, a + BLOCK_ROWS)
+        index.add_items(np.asarray(vectors[a:b], dtype=np.float32), np.arange(a, b, dtype=np.int64))
+        if progress is not None:
+            progress(b, n)
+    folder = Path(folder)
+    tmp = folder / (FILE_NAME + ".tmp")
+    index.save_index(str(tmp))
+    os.replace(tmp, folder / FILE_NAME)
+    return {
+        "backend": "hnswlib",
+        "files": [FILE_NAME],
+        "bytes": {FILE_NAME: (folder / FILE_NAME).stat().st_size},
+        "count": int(n),
+        "dim": int(d),
+        "params": {
+            "space": "ip",
+            "m": settings.m,
+            "ef_construction": settings.ef_construction,
+            "ef": settings.ef,
+            "seed": seed,
+        },
+        "threads": nthreads,
+        "deterministic": nthreads == 1,
+        "library": "hnswlib",
+        "library_version": _version(),
+    }
+
+
+#: hnswlib 0.8 file header: offsetLevel0, max_elements, cur_element_count, size_data_per_element,
+#: label_offset, offsetData (size_t); maxlevel, enterpoint_node (int); maxM, maxM0, M (size_t);
+#: mult (double); ef_construction (size_t). Little-endian, as written on x86-64 / arm64.
+_HEADER = struct.Struct("<6Q2i3QdQ")
+_HEADER_FIELDS = (
+    "offset_level0", "max_elements", "cur_element_count", "size_data_per_element", "label_offset",
+    "offset_data", "max_level", "enterpoint_node", "max_m", "max_m0", "m", "mult", "ef_construction",
+)
+
+
+def read_header(path: Path) -> dict[str, Any] | None:
+    """The header fields of an hnswlib index file (plus ``data_size``, the bytes per vector), or None
+    when the file is too short to hold one."""
+    with open(path, "rb") as fh:
+        raw = fh.read(_HEADER.size)
+    if len(raw) < _HEADER.size:
+        return None
+    header = dict(zip(_HEADER_FIELDS, _HEADER.unpack(raw)))
+    header["data_size"] = header["label_offset"] - header["offset_data"]
+    return header
+
+
+class HnswlibBackend:
+    """Approximate top-k by inner product with an hnswlib graph, re-scored exactly."""
+
+    name = "hnswlib"
+
+    def __init__(
+        self, index: Any, vectors: np.ndarray, *, ef: int, threads: int = 0, path: Path | None = None
+    ) -> None:
+        self.index = index
+        self.path = path if path is not None else Path(FILE_NAME)
+        self.vectors = vectors
+        self.ef = int(ef)
+        self.threads = _threads(threads)
+        self._exact: ExactBackend | None = None
+
+    @classmethod
+    def open(
+        cls, folder: Path, vectors: np.ndarray, settings: AnnSettings, *, ef: int | None = None, threads: int = 0
+    ) -> HnswlibBackend:
+        """Load ``hnsw.bin`` (read fully into memory) and check it matches `vectors`."""
+        import hnswlib
+
+        check_vectors(vectors)
+        n, d = vectors.shape
+        path = Path(folder) / FILE_NAME
+        if not path.is_file():
+            raise corrupt_file(path, "missing hnswlib index file")
+        header = read_header(path)
+        if header is None:
+            raise corrupt_file(path, "not an hnswlib index (short or unreadable header)")
+        if header["cur_element_count"] != n or header["data_size"] != 4 * d:
+            raise corrupt_file(
+                path,
+                f"holds {header['cur_element_count']} vectors of {header['data_size']} bytes"
+                f" but vectors.npy is {n} x {d} (float32: {4 * d} bytes)",
+            )
+        index = hnswlib.Index(space="ip", dim=int(d))
+        try:
+            index.load_index(str(path), max_elements=0)
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            raise corrupt_file(path, f"unreadable hnswlib index ({exc})") from exc
+        count = index.get_current_count()
+        if count != n:
+            raise corrupt_file(path, f"holds {count} vectors but vectors.npy has {n}")
+        index.set_num_threads(_threads(threads))
+        return cls(index, vectors, ef=ef if ef else settings.ef, threads=threads, path=path)
+
+    def search(
+        self, queries: np.ndarray, k: int, exclude: ExcludeLike = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k with exact scores; see :class:`qrag_cli.search.base.SearchBackend`."""
+        n, d = self.vectors.shape
+        qs = check_queries(queries, d, k)
+        excluded = exclude_arrays(exclude, qs.shape[0])
+        if qs.shape[0] == 0 or n == 0:
+            return empty_result(qs.shape[0], k)
+        fetch = overfetch(min(k, n), n, excluded)
+        self.index.set_ef(max(self.ef, fetch))
+        try:
+            labels, _ = self.index.knn_query(qs, k=fetch, num_threads=min(self.threads, qs.shape[0]))
+        except RuntimeError:
+            # hnswlib could not find `fetch` neighbours (a tiny or sparse graph): answer exactly.
+            if self._exact is None:
+                self._exact = ExactBackend(self.vectors)
+            return self._exact.search(qs, k, excluded)
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= n):
+            raise corrupt_file(self.path, "returned an id outside the vector range")
+        return rescore(self.vectors, qs, labels, excluded, k)

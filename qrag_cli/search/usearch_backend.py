@@ -1,0 +1,177 @@
+"""Memory-mapped HNSW search with usearch (file ``usearch.index``).
+
+The index stores float16 vectors ("f16") and the graph in one file that is opened with
+``Index.restore(path, view=True)``: the file is memory-mapped, so opening costs tens of milliseconds
+whatever its size and pages are read on demand. usearch's "ip" metric returns distances
+``1 - dot``; the backend ignores them and re-scores candidates exactly from the float16 vectors.
+Exclusion over-fetches k + the largest exclude set and drops the excluded ids.
+
+usearch has no seed option. Its level generator has a fixed internal seed, so a build with
+``threads=1`` is byte-identical every time; with more threads the graph depends on scheduling.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..settings import AnnSettings
+from .base import (
+    BLOCK_ROWS,
+    ExcludeLike,
+    check_queries,
+    check_vectors,
+    corrupt_file,
+    empty_result,
+    exclude_arrays,
+    overfetch,
+    rescore,
+)
+
+FILE_NAME = "usearch.index"
+
+
+def _threads(threads: int) -> int:
+    return threads if threads > 0 else (os.cpu_count() or 1)
+
+
+def build_usearch(
+    vectors: np.ndarray,
+    folder: Path,
+    settings: AnnSettings,
+    *,
+    seed: int,
+    threads: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Build ``usearch.index`` in `folder` from the float16 vectors (keys = row numbers).
+
+    `seed` is recorded but has no effect (usearch exposes none); returns what the manifest should record.
+    """
+    import usearch
+    from usearch.index import Index
+
+    check_vectors(vectors)
+    n, d = vectors.shape
+    index = Index(
+        ndim=int(d),
+        metric="ip",
+        dtype="f16",
+        connectivity=settings.m,
+        expansion_add=settings.ef_construction,
+        expansion_search=settings.ef,
+    )
+    nthreads = _threads(threads)
+    for a in range(0, n, BLOCK_ROWS):
+        b = min(n, a + BLOCK_ROWS)
+        block = np.ascontiguousarray(vectors[a:b], dtype=np.float16)
+        index.add(np.arange(a, b, dtype=np.uint64), block, threads=nthreads)
+        if progress is not None:
+            progress(b, n)
+    folder = Path(folder)
+    tmp = folder / (FILE_NAME + ".tmp")
+    index.save(str(tmp))
+    os.replace(tmp, folder / FILE_NAME)
+    return {
+        "backend": "usearch",
+        "files": [FILE_NAME],
+        "bytes": {FILE_NAME: (folder / FILE_NAME).stat().st_size},
+        "count": int(n),
+        "dim": int(d),
+        "params": {
+            "metric": "ip",
+            "dtype": "f16",
+            "m": settings.m,
+            "ef_construction": settings.ef_construction,
+            "ef": settings.ef,
+            "seed": None,
+        },
+        "threads": nthreads,
+        "deterministic": nthreads == 1,
+        "library": "usearch",
+        "library_version": usearch.__version__,
+    }
+
+
+class UsearchBackend:
+    """Approximate top-k by inner product with a memory-mapped usearch graph, re-scored exactly."""
+
+    name = "usearch"
+
+    def __init__(
+        self, index: Any, vectors: np.ndarray, *, ef: int, threads: int = 0, path: Path | None = None
+    ) -> None:
+        self.index = index
+        self.path = path if path is not None else Path(FILE_NAME)
+        self.vectors = vectors
+        self.ef = int(ef)
+        self.threads = _threads(threads)
+
+    @classmethod
+    def open(
+        cls, folder: Path, vectors: np.ndarray, settings: AnnSettings, *, ef: int | None = None, threads: int = 0
+    ) -> UsearchBackend:
+        """Memory-map ``usearch.index`` and check it matches `vectors` (count, dimension, metric, dtype)."""
+        from usearch.index import Index, MetricKind, ScalarKind
+
+        check_vectors(vectors)
+        n, d = vectors.shape
+        path = Path(folder) / FILE_NAME
+        if not path.is_file():
+            raise corrupt_file(path, "missing usearch index file")
+        try:
+            meta = Index.metadata(str(path))
+        except (ValueError, RuntimeError) as exc:
+            raise corrupt_file(path, f"unreadable usearch index ({exc})") from exc
+        if not meta:
+            raise corrupt_file(path, "unreadable usearch index")
+        if meta.get("kind_metric") != MetricKind.IP or meta.get("kind_scalar") != ScalarKind.F16:
+            raise corrupt_file(
+                path, f"expected an f16 inner-product index, found {meta.get('kind_scalar')} {meta.get('kind_metric')}"
+            )
+        if meta.get("dimensions") != d or meta.get("count_present") != n:
+            raise corrupt_file(
+                path,
+                f"holds {meta.get('count_present')} vectors of dimension {meta.get('dimensions')}"
+                f" but vectors.npy is {n} x {d}",
+            )
+        try:
+            index = Index.restore(str(path), view=True)
+        except (ValueError, RuntimeError) as exc:
+            raise corrupt_file(path, f"unreadable usearch index ({exc})") from exc
+        if index is None or len(index) != n:
+            raise corrupt_file(path, "unreadable usearch index")
+        backend = cls(index, vectors, ef=ef if ef else settings.ef, threads=threads, path=path)
+        index.expansion_search = backend.ef
+        return backend
+
+    def search(
+        self, queries: np.ndarray, k: int, exclude: ExcludeLike = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k with exact scores; see :class:`qrag_cli.search.base.SearchBackend`."""
+        n, d = self.vectors.shape
+        qs = check_queries(queries, d, k)
+        excluded = exclude_arrays(exclude, qs.shape[0])
+        if qs.shape[0] == 0 or n == 0:
+            return empty_result(qs.shape[0], k)
+        fetch = overfetch(min(k, n), n, excluded)
+        want_ef = max(self.ef, fetch)
+        if self.index.expansion_search != want_ef:
+            self.index.expansion_search = want_ef
+        matches = self.index.search(qs, fetch, threads=min(self.threads, qs.shape[0]))
+        keys = np.asarray(matches.keys)
+        if keys.ndim == 1:  # a single query gives `Matches`, its keys cut to the number found
+            counts = np.array([keys.shape[0]])
+            keys = keys[None, :]
+        else:
+            counts = np.asarray(matches.counts).reshape(-1)
+        filled = np.arange(keys.shape[1])[None, :] < counts[:, None]
+        if np.any(keys[filled] >= n):
+            raise corrupt_file(self.path, "returned a key outside the vector range")
+        cand = np.where(filled, keys, 0).astype(np.int64)
+        cand[~filled] = -1
+        return rescore(self.vectors, qs, cand, excluded, k)
