@@ -20,7 +20,7 @@ from . import __version__
 from .errors import EXIT_RUNTIME, QragError
 from .output import FORMATS, render, resolve_format
 from .settings import (
-    AnnSettings, ChunkerSettings, DataSettings, ExportSettings, IndexSettings, QuerySettings, field_help,
+    AnnSettings, BenchSettings, ChunkerSettings, DataSettings, ExportSettings, IndexSettings, QuerySettings, field_help,
 )
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ H_CHUNK, H_ANN = field_help(ChunkerSettings), field_help(AnnSettings)
 D_INDEX, D_QUERY, D_CHUNK, D_ANN = IndexSettings(), QuerySettings(), ChunkerSettings(), AnnSettings()
 H_EXPORT, D_EXPORT = field_help(ExportSettings), ExportSettings()
 H_DATA, D_DATA = field_help(DataSettings), DataSettings()
+H_BENCH, D_BENCH = field_help(BenchSettings), BenchSettings()
 
 
 def _version(value: bool) -> None:
@@ -241,6 +242,53 @@ def data_cmd(
     write_samples(out or "-", header, samples)
     if out:
         err.print(f"wrote {len(samples)} samples to {escape(out)}", soft_wrap=True)
+
+
+@app.command("bench")
+@guarded
+def bench_cmd(
+    benchmark: str = typer.Argument(D_BENCH.benchmark, help=H_BENCH["benchmark"]),
+    tasks: str = typer.Option(D_BENCH.tasks, "--tasks", help=H_BENCH["tasks"]),
+    lengths: str = typer.Option(D_BENCH.lengths, "--lengths", help=H_BENCH["lengths"]),
+    n: int = typer.Option(D_BENCH.n, "--n", help=H_BENCH["n"]),
+    seed: int = typer.Option(D_BENCH.seed, "--seed", help=H_BENCH["seed"]),
+    split: str = typer.Option(D_BENCH.split, "--split", help=H_BENCH["split"]),
+    model: str = typer.Option(D_BENCH.model, "--model", help=H_BENCH["model"]),
+    trained: str = typer.Option(D_BENCH.trained, "--trained", help=H_BENCH["trained"]),
+    steps: int = typer.Option(D_BENCH.steps, "--steps", help=H_BENCH["steps"]),
+    k_dense: int = typer.Option(D_BENCH.k_dense, "--k-dense", help=H_BENCH["k_dense"]),
+    stop_threshold: float = typer.Option(D_BENCH.stop_threshold, "--stop-threshold", help=H_BENCH["stop_threshold"]),
+    data: str = typer.Option(D_BENCH.data, "--data", help=H_BENCH["data"]),
+    out: str = typer.Option(D_BENCH.out, "--out", "-o", help=H_BENCH["out"] + " Default: bench-out/BENCHMARK-TIME."),
+    cache: str = typer.Option(D_BENCH.cache, "--cache", help=H_BENCH["cache"]),
+    reader_url: str = typer.Option(D_BENCH.reader_url, "--reader-url", help=H_BENCH["reader_url"]),
+    reader_model: str = typer.Option(D_BENCH.reader_model, "--reader-model", help=H_BENCH["reader_model"]),
+    reader_timeout: float = typer.Option(D_BENCH.reader_timeout, "--reader-timeout", help=H_BENCH["reader_timeout"]),
+    threads: int = typer.Option(D_BENCH.threads, "--threads", help=H_BENCH["threads"]),
+) -> None:
+    """Benchmark retrieval (BabiLong / RULER / a samples file) against dense, BM25 and untrained baselines."""
+    from .bench.report import write_results
+    from .bench.runner import run_bench
+
+    out = out or f"bench-out/{'data' if data else benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
+    settings = BenchSettings(
+        benchmark=benchmark, tasks=tasks, lengths=lengths, n=n, seed=seed, split=split, model=model, trained=trained,
+        steps=steps, k_dense=k_dense, stop_threshold=stop_threshold, data=data, out=out, cache=cache,
+        reader_url=reader_url, reader_model=reader_model, reader_timeout=reader_timeout, threads=threads,
+    )
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+                        TimeRemainingColumn(), console=err, disable=not err.is_terminal)
+    bars: dict[str, Any] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = progress.add_task(stage, total=total)
+        progress.update(bars[stage], completed=done, total=total)
+
+    with progress:
+        results = run_bench(settings, on_progress)
+    typer.echo(write_results(out, results))
+    err.print(f"results in {escape(out)} (results.json, results.md, coverage.png)", soft_wrap=True)
 
 
 def main() -> None:

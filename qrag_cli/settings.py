@@ -122,6 +122,40 @@ class DataSettings:
     out: str = _f("", "Output JSON Lines file ('-' or empty: stdout).")
 
 
+@dataclass(frozen=True)
+class BenchSettings:
+    """Settings of `qrag bench` (retrieval benchmark: qrag and its baselines on generated samples)."""
+
+    benchmark: str = _f("babilong", "Benchmark family: 'babilong' or 'ruler'.")
+    tasks: str = _f(
+        "qa1,qa2,qa3,qa4,qa5",
+        "Comma-separated tasks (babilong qa1..qa5; ruler niah_single, niah_multikey, niah_multivalue, "
+        "niah_multiquery, vt). With --benchmark ruler the babilong default means all five ruler tasks.",
+    )
+    lengths: str = _f(
+        "1K,4K,32K",
+        "Comma-separated context lengths (babilong 1K, 4K, 32K, 128K, 1M, 10M or a sentence count; "
+        "ruler 4K, 16K, 32K, 128K, 1M). With --benchmark ruler the babilong default means 4K,16K,32K.",
+    )
+    n: int = _f(100, "Samples per task and length.")
+    seed: int = _f(0, "Seed of the sample generator.")
+    split: str = _f("test", "Novels and story seeds: 'test' (held out) or 'train'.")
+    model: str = _f("default", "Base embedder of the dense baselines: 'default' (all-MiniLM-L6-v2) or a folder.")
+    trained: str = _f("", "A trained qrag model folder, evaluated as method 'qrag-trained' (empty: none).")
+    steps: int = _f(0, "Retrieval steps of the multi-step methods (0: the task default, 6 babilong, 5 ruler).")
+    k_dense: int = _f(0, "k of the single-step dense and BM25 top-k baselines (0: the number of steps).")
+    stop_threshold: float = _f(0.5, "Q-threshold stop rule of the multi-step methods (fact F1, chunks kept).")
+    data: str = _f("", "A samples file from `qrag data` to evaluate instead of generating (overrides "
+                       "--benchmark, --tasks and --lengths).")
+    out: str = _f("", "Output folder of results.json, settings.json and coverage.png.")
+    cache: str = _f("", "Folder of the background-embedding cache (default: $QRAG_CACHE/bench).")
+    reader_url: str = _f("", "OpenAI-compatible server answering from the kept chunks, e.g. "
+                             "http://127.0.0.1:8000 (empty: no reader, retrieval metrics only).")
+    reader_model: str = _f("", "Model name sent to the reader server.")
+    reader_timeout: float = _f(30.0, "Seconds to wait for one reader answer.")
+    threads: int = _f(0, "CPU threads for embedding (0: all cores).")
+
+
 def to_dict(settings: Any) -> dict[str, Any]:
     """The settings as plain JSON-able data (nested dataclasses become dicts)."""
     return asdict(settings)

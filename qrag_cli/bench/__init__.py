@@ -1,0 +1,1 @@
+"""`qrag bench`: retrieval benchmark of qrag and its baselines (see runner.run_bench)."""

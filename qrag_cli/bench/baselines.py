@@ -1,0 +1,103 @@
+"""The methods `qrag bench` compares on the same contexts (docs/benchmarks.md, section 4).
+
+- ``dense-topk``: single-step top-k by the base embedder (`MultiStepRetriever.run(steps=1, k=k)`);
+- ``bm25-topk``: BM25 top-k with the bm25s library (no Q score: everything retrieved is kept);
+- ``multistep-base``: the Q-RAG loop with the untrained base embedder, `steps` steps, Q-threshold stop;
+- ``qrag-trained``: the same loop with a trained model (when one is given).
+
+Dense and BM25 keep everything they retrieve; the multi-step methods keep `Trajectory.kept(threshold)`.
+Every method returns the retrieved positions (coverage), the kept positions (fact F1) and its latency.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..policy.loop import MultiStepRetriever
+from ..search.registry import open_backend
+from ..settings import AnnSettings
+from .contexts import MemoryContext
+
+DENSE = "dense-topk"
+BM25 = "bm25-topk"
+MULTISTEP = "multistep-base"
+TRAINED = "qrag-trained"
+METHODS = (DENSE, BM25, MULTISTEP, TRAINED)
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    retrieved: list[int]  # positions, in retrieval order
+    kept: list[int]  # positions handed to a reader
+    latency_s: float  # the question's retrieval time (state encodings and searches)
+
+
+def retriever_for(encoder, ctx: MemoryContext) -> MultiStepRetriever:
+    """The qrag loop over one in-memory context, with the exact inner-product backend."""
+    backend = open_backend("exact", Path("."), ctx.vectors, AnnSettings(backend="exact"))
+    return MultiStepRetriever(encoder, ctx, backend)
+
+
+def dense_topk(retriever: MultiStepRetriever, question: str, k: int) -> MethodResult:
+    """Single-step top-k: one question encoding, one search."""
+    t0 = time.perf_counter()
+    (traj,) = retriever.run([question], steps=1, k=k)
+    dt = time.perf_counter() - t0
+    pos = traj.positions()
+    return MethodResult(pos, list(pos), dt)
+
+
+def multistep(retriever: MultiStepRetriever, question: str, steps: int, threshold: float | None) -> MethodResult:
+    """The Q-RAG loop: `steps` steps of one chunk, then the Q-threshold stop for the kept chunks."""
+    t0 = time.perf_counter()
+    (traj,) = retriever.run([question], steps=steps, k=1)
+    dt = time.perf_counter() - t0
+    return MethodResult(traj.positions(), traj.kept(threshold), dt)
+
+
+class Bm25:
+    """BM25 top-k over one context at a time (bm25s, English stop words, Lucene scoring).
+
+    Tokens are memoised per sentence, so a shared background is tokenised once per run; the index is
+    built per context (its document frequencies depend on the spliced facts).
+    """
+
+    def __init__(self) -> None:
+        import bm25s  # noqa: F401  (fail early when missing)
+
+        self.tokens: dict[str, list[str]] = {}
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        import bm25s
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self.tokens]
+        if missing:
+            toks = bm25s.tokenize(missing, stopwords="en", return_ids=False, show_progress=False)
+            self.tokens.update(zip(missing, toks))
+        return [self.tokens[t] for t in texts]
+
+    def index(self, texts: Sequence[str]):
+        """A bm25s index of the chunk texts (and the build seconds)."""
+        import bm25s
+
+        t0 = time.perf_counter()
+        corpus = self._tokenize(texts)
+        model = bm25s.BM25()
+        model.index(corpus, show_progress=False)
+        return model, time.perf_counter() - t0
+
+    def topk(self, model, n_chunks: int, question: str, k: int) -> MethodResult:
+        """Top-k chunk positions for the question (ties as bm25s orders them)."""
+        import bm25s
+
+        t0 = time.perf_counter()
+        query = bm25s.tokenize([question], stopwords="en", return_ids=False, show_progress=False)
+        kk = min(k, n_chunks)
+        if kk < 1:
+            return MethodResult([], [], time.perf_counter() - t0)
+        docs, _ = model.retrieve(query, k=kk, show_progress=False, n_threads=1)
+        pos = [int(i) for i in docs[0]]
+        return MethodResult(pos, list(pos), time.perf_counter() - t0)

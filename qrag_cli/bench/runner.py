@@ -1,0 +1,341 @@
+"""`qrag bench`: qrag and its baselines on BabiLong- or RULER-style samples, one results dict.
+
+For each length (outer loop, so a shared background is embedded or loaded once) and task: generate
+the samples (`data.generate`, or read them from `--data`), build every sample's context once per
+embedder (`contexts.ContextBuilder`: cached background embeddings, facts spliced in), run every
+method on it (`baselines`) and aggregate per (method, task, length):
+
+- ``coverage``: mean of 1/0 "every supporting chunk retrieved after the last step";
+- ``precision``, ``recall``, ``fact_f1``: of the kept chunks against the support (mean per sample);
+- ``kept_mean``, ``retrieved_mean``: chunks kept / retrieved per question;
+- ``latency_ms_median``: retrieval time of one question (state encodings + searches; BM25: query
+  tokenisation + scoring), median over the samples;
+- ``build_ms_mean``: building one context's index (dense: embedding its new sentences and splicing;
+  BM25: tokenising and indexing), mean per context; ``sentences_embedded_mean``: new sentences per
+  context (sentences already embedded in this run are reused);
+- ruler rows: ``string_match`` (RULER's string match all on the kept chunks' text);
+- with a reader: ``answer_accuracy`` (over answered calls), ``reader_answered``, ``reader_failures``.
+
+Background embedding is reported separately (``backgrounds``: seconds, sentences embedded, whether it
+came from the cache). Settings are validated before any heavy work (InputError listing the choices).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..settings import BenchSettings, DataSettings, to_dict
+from . import baselines as bl
+from .metrics import coverage, fact_prf, mean, median, string_match_all
+
+Progress = Callable[[str, int, int], None]
+
+BENCHMARKS = ("babilong", "ruler")
+DEFAULT_STEPS = {"babilong": 6, "ruler": 5}
+RESULTS_FORMAT = "qrag-bench-results"
+RESULTS_FORMAT_VERSION = 1
+_DEFAULTS = BenchSettings()
+RULER_DEFAULT_LENGTHS = "4K,16K,32K"
+
+
+def _items(value: str, what: str) -> list[str]:
+    items = list(dict.fromkeys(x.strip() for x in value.split(",") if x.strip()))
+    if not items:
+        raise InputError(f"--{what} is empty: give a comma-separated list")
+    return items
+
+
+@dataclass
+class Plan:
+    """Resolved, validated settings and what to run."""
+
+    settings: BenchSettings
+    benchmark: str
+    tasks: list[str]
+    lengths: list[str]
+    steps: int
+    k: int
+    cache: Path
+    data: tuple[dict, list[dict]] | None = None  # (header, samples) of --data
+
+    def groups(self) -> list[tuple[str, str]]:
+        """(task, length) pairs in run order: lengths outer, so each background is prepared once."""
+        return [(t, n) for n in self.lengths for t in self.tasks]
+
+
+def resolve(settings: BenchSettings) -> Plan:
+    """Validate the settings and resolve the defaults (no model loading, no sample generation).
+
+    A `--data` file is read and validated here, completely: a bad line fails before any heavy work.
+    """
+    from ..data import babi, generate as gen, haystack as hs, ruler
+    from ..embed.models import cache_root
+
+    s = settings
+    if s.n < 1:
+        raise InputError("--n must be at least 1")
+    if s.steps < 0:
+        raise InputError("--steps must be >= 0 (0: the task default)")
+    if s.k_dense < 0:
+        raise InputError("--k-dense must be >= 0 (0: the number of steps)")
+    if not isinstance(s.stop_threshold, (int, float)) or not math.isfinite(s.stop_threshold):
+        raise InputError(f"--stop-threshold must be a finite number, got {s.stop_threshold!r}")
+    if s.threads < 0:
+        raise InputError("--threads must be >= 0 (0: all cores)")
+    if s.reader_url:
+        if not s.reader_url.startswith(("http://", "https://")):
+            raise InputError(f"--reader-url must start with http:// or https://, got {s.reader_url!r}")
+        if not s.reader_timeout > 0:
+            raise InputError("--reader-timeout must be positive")
+    hs.check_split(s.split)
+
+    data = None
+    if s.data:
+        from ..data.samples import read_samples
+
+        header, it = read_samples(s.data)
+        samples = list(it)  # validates every line now (errors name the file and line)
+        benchmark = header["benchmark"]
+        if benchmark not in BENCHMARKS:
+            raise InputError(f"{s.data}:1: unknown benchmark {benchmark!r}: use one of {', '.join(BENCHMARKS)}")
+        tasks, lengths = [header["task"]], [header["length"]]
+        data = (header, samples)
+    else:
+        benchmark = s.benchmark
+        if benchmark not in BENCHMARKS:
+            raise InputError(f"unknown benchmark {benchmark!r}: use one of {', '.join(BENCHMARKS)}")
+        tasks_s, lengths_s = s.tasks, s.lengths
+        if benchmark == "ruler":
+            if tasks_s == _DEFAULTS.tasks:
+                tasks_s = ",".join(ruler.RULER_TASKS)
+            if lengths_s == _DEFAULTS.lengths:
+                lengths_s = RULER_DEFAULT_LENGTHS
+        tasks, lengths = _items(tasks_s, "tasks"), _items(lengths_s, "lengths")
+        valid_tasks = babi.TASKS if benchmark == "babilong" else ruler.RULER_TASKS
+        bad = [t for t in tasks if t not in valid_tasks]
+        if bad:
+            raise InputError(f"unknown {benchmark} task(s) {', '.join(map(repr, bad))}: "
+                             f"choose from {', '.join(valid_tasks)}")
+        for length in lengths:
+            if benchmark == "babilong":
+                gen.babilong_sentences(length)
+            elif length not in ruler.RULER_LENGTHS:
+                raise InputError(f"unknown ruler length {length!r}: choose from {', '.join(ruler.RULER_LENGTHS)}")
+        for t in tasks:
+            for length in lengths:
+                gen.check_settings(_data_settings(s, benchmark, t, length))
+    steps = s.steps or DEFAULT_STEPS[benchmark]
+    k = s.k_dense or steps
+    cache = Path(s.cache).expanduser() if s.cache else cache_root() / "bench"
+    resolved = replace(s, benchmark=benchmark, tasks=",".join(tasks), lengths=",".join(lengths), steps=steps,
+                       k_dense=k, cache=str(cache))
+    return Plan(resolved, benchmark, tasks, lengths, steps, k, cache, data)
+
+
+def _data_settings(s: BenchSettings, benchmark: str, task: str, length: str) -> DataSettings:
+    return DataSettings(benchmark=benchmark, task=task, length=length, n=s.n, seed=s.seed, split=s.split)
+
+
+@dataclass
+class _Acc:
+    """Per-sample figures of one method on one (task, length)."""
+
+    coverage: list[float] = field(default_factory=list)
+    precision: list[float] = field(default_factory=list)
+    recall: list[float] = field(default_factory=list)
+    f1: list[float] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
+    retrieved: list[int] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)
+    build: list[float] = field(default_factory=list)
+    embedded: list[int] = field(default_factory=list)
+    string_match: list[float] = field(default_factory=list)
+    outputs: list[str | None] = field(default_factory=list)
+
+    def add(self, r: bl.MethodResult, support: list[int], build_s: float, embedded: int | None) -> None:
+        self.coverage.append(coverage(r.retrieved, support))
+        p, rec, f1 = fact_prf(r.kept, support)
+        self.precision.append(p)
+        self.recall.append(rec)
+        self.f1.append(f1)
+        self.kept.append(len(r.kept))
+        self.retrieved.append(len(r.retrieved))
+        self.latency.append(r.latency_s)
+        self.build.append(build_s)
+        if embedded is not None:
+            self.embedded.append(embedded)
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def _row(method: str, task: str, length: str, a: _Acc, samples: list[dict], ruler: bool,
+         reader_on: bool) -> dict[str, Any]:
+    from .reader import answer_accuracy
+
+    row: dict[str, Any] = {
+        "method": method, "task": task, "length": length, "n": len(a.coverage),
+        "coverage": _r(mean(a.coverage)), "fact_f1": _r(mean(a.f1)), "precision": _r(mean(a.precision)),
+        "recall": _r(mean(a.recall)), "kept_mean": _r(mean(a.kept), 3), "retrieved_mean": _r(mean(a.retrieved), 3),
+        "latency_ms_median": _r(1000 * (median(a.latency) or 0.0), 3),
+        "build_ms_mean": _r(1000 * (mean(a.build) or 0.0), 3),
+        "sentences_embedded_mean": _r(mean(a.embedded), 2) if a.embedded else None,
+    }
+    if ruler:
+        row["string_match"] = _r(mean(a.string_match))
+    if reader_on:
+        answered = sum(o is not None for o in a.outputs)
+        row["answer_accuracy"] = _r(answer_accuracy(a.outputs, samples))
+        row["reader_answered"] = answered
+        row["reader_failures"] = len(a.outputs) - answered
+    return row
+
+
+def _versions() -> dict[str, str | None]:
+    from .. import __version__
+
+    out: dict[str, str | None] = {"qrag": __version__, "python": platform.python_version()}
+    for dist in ("numpy", "onnxruntime", "bm25s", "tokenizers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _machine(threads: int) -> dict[str, Any]:
+    return {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "threads": threads, "python": sys.version.split()[0]}
+
+
+def _averages(rows: list[dict], methods: list[str], lengths: list[str]) -> list[dict[str, Any]]:
+    """Per (method, length): the mean over tasks of the main figures (the paper's 'average' curve)."""
+    out = []
+    for m in methods:
+        for length in lengths:
+            sel = [r for r in rows if r["method"] == m and r["length"] == length]
+            if not sel:
+                continue
+            avg: dict[str, Any] = {"method": m, "length": length, "tasks": len(sel)}
+            for key in ("coverage", "fact_f1", "kept_mean", "latency_ms_median"):
+                vals = [r[key] for r in sel if r.get(key) is not None]
+                avg[key] = _r(mean(vals), 4)
+            out.append(avg)
+    return out
+
+
+def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the benchmark the settings describe; returns the results dict (see module doc).
+
+    `progress(stage, done, total)` is called as samples are evaluated and backgrounds embedded.
+    """
+    from ..data.generate import generate
+    from ..data.samples import materialise
+    from ..embed.encoder import load_encoder
+    from ..embed.models import resolve_model
+    from .contexts import ContextBuilder
+
+    t_start = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    plan = resolve(settings)
+    s = plan.settings
+    report = progress or (lambda stage, done, total: None)
+    if plan.data is None:  # generated samples draw their haystack from the novels
+        from ..data import haystack as hs
+
+        hs.novel_split()  # the novels are missing: fail now, before loading any model
+
+    base_spec = resolve_model(s.model)
+    trained_spec = resolve_model(s.trained) if s.trained else None
+    threads = s.threads or os.cpu_count() or 1
+    base_enc = load_encoder(base_spec, threads=threads)
+    encoders = {"base": base_enc}
+    if trained_spec is not None:
+        encoders["trained"] = load_encoder(trained_spec, threads=threads)
+    builders = {key: ContextBuilder(enc, plan.cache, report) for key, enc in encoders.items()}
+    bm25 = bl.Bm25()
+    reader = None
+    if s.reader_url:
+        from .reader import Reader
+
+        reader = Reader(s.reader_url, s.reader_model, s.reader_timeout)
+    methods = [bl.DENSE, bl.BM25, bl.MULTISTEP] + ([bl.TRAINED] if trained_spec is not None else [])
+    threshold = float(s.stop_threshold)
+    is_ruler = plan.benchmark == "ruler"
+
+    rows: list[dict[str, Any]] = []
+    groups = plan.groups()
+    for gi, (task, length) in enumerate(groups, start=1):
+        stage = f"{task} {length} ({gi}/{len(groups)})"
+        if plan.data is not None:
+            samples = plan.data[1]
+        else:
+            report(f"generate {task} {length}", 0, s.n)
+            _, samples = generate(_data_settings(s, plan.benchmark, task, length))
+        accs = {m: _Acc() for m in methods}
+        # Shared backgrounds first, so their embedding is reported (and timed) on its own.
+        for ref in {repr(sorted(x["background"].items())): x["background"] for x in samples if "background" in x}.values():
+            for b in builders.values():
+                b.background(ref)
+        for i, sample in enumerate(samples):
+            texts = materialise(sample)
+            support = list(sample["support"])
+            q = sample["question"]
+            found: dict[str, bl.MethodResult] = {}
+            for key, builder in builders.items():
+                ctx, build_s, new = builder.build(sample, texts)
+                retr = bl.retriever_for(builder.encoder, ctx)
+                if key == "base":
+                    found[bl.DENSE] = r = bl.dense_topk(retr, q, plan.k)
+                    accs[bl.DENSE].add(r, support, build_s, new)
+                    found[bl.MULTISTEP] = r = bl.multistep(retr, q, plan.steps, threshold)
+                    accs[bl.MULTISTEP].add(r, support, build_s, new)
+                else:
+                    found[bl.TRAINED] = r = bl.multistep(retr, q, plan.steps, threshold)
+                    accs[bl.TRAINED].add(r, support, build_s, new)
+            model, build_s = bm25.index(texts)
+            found[bl.BM25] = r = bm25.topk(model, len(texts), q, plan.k)
+            accs[bl.BM25].add(r, support, build_s, None)
+            for m, r in found.items():
+                kept_texts = [texts[p] for p in sorted(r.kept)]
+                if is_ruler:
+                    accs[m].string_match.append(string_match_all(" ".join(kept_texts),
+                                                                 sample.get("answers") or [sample["answer"]]))
+                if reader is not None:
+                    accs[m].outputs.append(reader.answer(q, kept_texts))
+            report(stage, i + 1, len(samples))
+        for m in methods:
+            rows.append(_row(m, task, length, accs[m], samples, is_ruler, reader is not None))
+
+    backgrounds = [{"model": key, **d} for key, b in builders.items() for d in b.backgrounds]
+    models = {"base": base_spec.describe()}
+    if trained_spec is not None:
+        models["trained"] = trained_spec.describe()
+    for d in models.values():
+        d["path"] = str(d["path"])
+    out: dict[str, Any] = {
+        "format": RESULTS_FORMAT, "format_version": RESULTS_FORMAT_VERSION,
+        "benchmark": plan.benchmark, "tasks": plan.tasks, "lengths": plan.lengths, "methods": methods,
+        "steps": plan.steps, "k": plan.k, "stop_threshold": threshold,
+        "settings": to_dict(s), "models": models,
+        "results": rows, "averages": _averages(rows, methods, plan.lengths),
+        "backgrounds": backgrounds,
+        "background_embed_s": round(sum(b["embed_s"] for b in backgrounds), 3),
+        "reader": reader.describe() if reader is not None else None,
+        "versions": _versions(), "machine": _machine(threads),
+        "started": started, "wall_s": round(time.perf_counter() - t_start, 3),
+    }
+    if plan.data is not None:
+        out["data"] = {"path": s.data, "header": plan.data[0]}
+    return out
