@@ -62,7 +62,10 @@ class IndexSettings:
     batch_size: int = _f(64, "Chunks embedded per batch.")
     max_tokens: int = _f(128, "Embedder token cap per chunk (longer chunks are truncated when embedded).")
     threads: int = _f(0, "CPU threads for embedding and index build (0: all cores).")
-    seed: int = _f(0, "Seed of the HNSW build (levels) so a rebuild is identical.")
+    seed: int = _f(
+        0, "Seed of the HNSW build where the library takes one (hnswlib). A rebuild is byte-identical only with "
+        "--threads 1; with more threads the graph depends on scheduling (results are re-scored exactly either way)."
+    )
 
 
 @dataclass(frozen=True)
