@@ -24,9 +24,10 @@ from .corpus.readers import open_corpus
 from .embed.encoder import Encoder, load_encoder
 from .embed.models import resolve_model
 from .errors import InputError, OutputExistsError
+from .atomic import install_folder, write_json_atomic
 from .search.registry import build_ann
 from .settings import IndexSettings, to_dict
-from .store.manifest import CHUNKS, MANIFEST, SETTINGS, VECTORS, new_manifest, write_json_atomic
+from .store.manifest import CHUNKS, MANIFEST, SETTINGS, VECTORS, new_manifest
 from .store.writer import IndexWriter, file_digest
 
 DEFAULT_HOME = Path("indexes")
@@ -137,23 +138,12 @@ def build_index(
             build={"seconds": round(t_ann - t0, 3), "embed_engine": enc.engine},
         )
         write_json_atomic(tmp / MANIFEST, manifest)
-        _install(tmp, out)
+        install_folder(tmp, out)
     except BaseException:
         writer.abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BuildReport(out, writer.documents, writer.rows, writer.tokens, t_ann - t0, t_embed - t0, t_ann - t_embed)
-
-
-def _install(tmp: Path, out: Path) -> None:
-    """Move the finished folder into place; an existing index is replaced only after success."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 def _remove_stale_partials(out: Path) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qrag_cli.bench import runner
 from qrag_cli.bench.baselines import METHODS
 from qrag_cli.bench.contexts import BackgroundCache, ContextBuilder, MemoryContext, splice_vectors
 from qrag_cli.bench.report import markdown_table, write_results

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_json_atomic
 from ..embed.encoder import Encoder
 from ..errors import InputError
 from ..store.reader import ChunkRecord
@@ -155,15 +156,6 @@ class Background:
                 "embedded": self.embedded, "reused": self.reused, "from_cache": self.from_cache, "path": self.path}
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class BackgroundCache:
     """Background vectors on disk, keyed by background reference and embedder (see module doc)."""
 
@@ -262,7 +254,7 @@ class BackgroundCache:
             os.replace(tmp, npy)
         finally:
             tmp.unlink(missing_ok=True)
-        _atomic_json(meta_path, {
+        write_json_atomic(meta_path, sort_keys=True, data={
             "format": CACHE_FORMAT, "format_version": CACHE_FORMAT_VERSION, "background": ref, "n": n,
             "dim": dim, "model": self.model, "texts_sha256": digest, "embed_s": round(embed_s, 3),
             "embedded": n - start, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -14,14 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+from ..atomic import write_bytes_atomic
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -155,9 +148,9 @@ def write_results(out_dir: str | os.PathLike, results: dict[str, Any], *, plot: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results)
-    _atomic_write(out / "results.json", _json_bytes(results))
-    _atomic_write(out / "settings.json", _json_bytes(results["settings"]))
-    _atomic_write(out / "results.md", table.encode("utf-8"))
+    write_bytes_atomic(out / "results.json", _json_bytes(results))
+    write_bytes_atomic(out / "settings.json", _json_bytes(results["settings"]))
+    write_bytes_atomic(out / "results.md", table.encode("utf-8"))
     if plot:
         plot_coverage(results, out / "coverage.png")
     return table

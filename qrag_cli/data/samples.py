@@ -34,6 +34,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ..atomic import atomic_open
 from ..errors import InputError
 from .splice import insert_at
 
@@ -66,10 +67,8 @@ def write_samples(path_or_stdout: str | os.PathLike | IO[str] | None, header: di
     path = Path(path_or_stdout)  # type: ignore[arg-type]
     if path.parent and not path.parent.is_dir():
         raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(path, "w") as fh:
         dump(fh)
-    os.replace(tmp, path)
 
 
 def _type_name(t: type) -> str:

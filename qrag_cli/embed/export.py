@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError, OutputExistsError
-from ..store.manifest import write_json_atomic
+from ..atomic import install_folder, write_json_atomic
 from .models import ONNX_FILE, ONNX_FORMAT, ONNX_FORMAT_VERSION, ModelSpec, file_sha256
 
 OPSET = 17
@@ -63,9 +63,7 @@ def export_onnx(spec: ModelSpec, out: Path, *, overwrite: bool = False, int8: bo
             "inputs": ["input_ids", "attention_mask"],
             "output": "embedding",
         })
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        install_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

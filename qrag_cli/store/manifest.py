@@ -6,12 +6,11 @@ The manifest is written last, atomically, so a folder without one is never a fin
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..atomic import write_json_atomic  # noqa: F401  (re-exported: the store's writer)
 from ..errors import CorruptIndexError, IndexNotFoundError, ModelMismatchError
 
 FORMAT = "qrag-index"
@@ -22,28 +21,6 @@ CHUNKS = "chunks.arrow"
 VECTORS = "vectors.npy"
 
 REQUIRED = ("format", "format_version", "qrag_version", "model", "corpus", "chunker", "ann", "files", "seed")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def new_manifest(**fields: Any) -> dict[str, Any]:
