@@ -6,9 +6,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .build import BuildProgress, BuildReport, build_index
 from .embed.encoder import Encoder, load_encoder
 from .embed.models import resolve_model
 from .errors import IncompatibleError, InputError
@@ -18,7 +17,10 @@ from .settings import ExportSettings, IndexSettings, QuerySettings
 from .store.manifest import check_model
 from .store.reader import IndexReader
 
-__all__ = ["BuildProgress", "BuildReport", "Question", "QuerySession", "export", "index", "open_session", "parse_questions"]
+if TYPE_CHECKING:  # the build pipeline is imported only by index(): queries start faster without it
+    from .build import BuildProgress, BuildReport
+
+__all__ = ["Question", "QuerySession", "export", "index", "open_session", "parse_questions"]
 
 
 def index(
@@ -28,6 +30,8 @@ def index(
     warn: Callable[[str], None] | None = None,
 ) -> BuildReport:
     """Build an on-disk index (see `qrag_cli.build`)."""
+    from .build import build_index
+
     return build_index(settings, progress=progress, warn=warn)
 
 
