@@ -50,3 +50,9 @@ class ModelLoadError(QragError):
     """The embedder could not be loaded (missing files, not installed)."""
 
     exit_code = EXIT_RUNTIME
+
+
+class TrainingError(QragError):
+    """Training cannot go on (the loss became NaN or infinite); the last good checkpoint is kept."""
+
+    exit_code = EXIT_RUNTIME

@@ -159,6 +159,84 @@ class BenchSettings:
     threads: int = _f(0, "CPU threads for embedding (0: all cores).")
 
 
+#: Values of the preset-dependent training settings (a field left at None takes its preset's value).
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "reference": {"freeze_action": False, "train_state_layers": 0, "piece_tokens": 64, "scale": 10.0,
+                  "bf16": False, "batch_size": 64, "n_envs": 8, "warmup_updates": 1000, "lr": 5e-5},
+    "cpu": {"freeze_action": True, "train_state_layers": 2, "piece_tokens": 32, "scale": 4.0,
+            "bf16": True, "batch_size": 32, "n_envs": 4, "warmup_updates": 50, "lr": 1e-4},
+}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Settings of `qrag train` (Q-RAG policy training: PQN-style soft Q(lambda), method.md).
+
+    Defaults are the reference's. The fields of TRAIN_PRESETS default to None, "the preset's value":
+    `resolve_preset` fills them in, so a value given explicitly always wins over the preset.
+    """
+
+    task: str = _f("babilong:qa1", "Training task: babilong:qa1..babilong:qa5 (ruler tasks: not yet).")
+    out: str = _f("", "Run folder (default runs/<task>): settings.json, metrics.jsonl, checkpoints/.")
+    steps: int = _f(1000, "Optimiser updates to run in total (a resumed run continues to this count).")
+    seed: int = _f(0, "Seed of the training samples, the episodes, the behaviour policy and torch.")
+    resume: bool = _f(False, "Continue the run in --out from checkpoints/last.")
+    overwrite: bool = _f(False, "Replace an existing run folder at --out.")
+    preset: str = _f("reference", "'reference' (the paper's settings) or 'cpu' (frozen action encoder, top-2 "
+                                  "state layers trained, 32-token pieces, scale 4, bf16, batch 32 of 4 envs).")
+    model: str = _f("default", "Base model: 'default' (all-MiniLM-L6-v2) or a PyTorch (Hugging Face) folder.")
+    length: str = _f("100", "Training context length: a BabiLong length name or a number of background sentences.")
+    n_train: int = _f(1000, "Training samples generated (split 'train').")
+    n_val: int = _f(100, "Validation samples, carved from the training split (never test data).")
+    max_steps: int = _f(0, "Steps per episode (0: the task default, 6 babilong, 5 ruler).")
+    batch_size: int | None = _f(None, "Transitions per update (each rollout: ceil(batch/envs) steps of every env); "
+                                       "preset: reference 64, cpu 32.")
+    n_envs: int | None = _f(None, "Episodes stepped in parallel; preset: reference 8, cpu 4.")
+    lr: float | None = _f(None, "AdamW peak learning rate; preset: reference 5e-5, cpu 1e-4.")
+    adam_beta1: float = _f(0.9, "AdamW beta1.")
+    adam_beta2: float = _f(0.98, "AdamW beta2.")
+    adam_eps: float = _f(1e-6, "AdamW epsilon.")
+    weight_decay: float = _f(0.01, "AdamW weight decay.")
+    clip: float = _f(2.0, "Gradient norm clip.")
+    warmup_updates: int | None = _f(None, "Linear learning-rate warm-up updates, then linear decay to 0 at --steps; "
+                                           "preset: reference 1000, cpu 50.")
+    tau: float = _f(0.1, "Polyak rate of both target encoders, after every optimiser step.")
+    gamma: float = _f(0.99, "Discount.")
+    lam: float = _f(0.65, "lambda of the lambda-returns.")
+    alpha: float = _f(0.01, "Peak temperature of the soft value and of the behaviour softmax.")
+    alpha_schedule: str = _f("constant", "'constant' (recommended) or 'lr': alpha follows the lr schedule as in the "
+                                         "reference (so it is ~0 during warm-up).")
+    rollout_dropout: bool = _f(False, "Keep dropout on while acting and computing targets (the reference does; "
+                                      "recommended off).")
+    soft_top: int = _f(5, "The soft value and the behaviour softmax use the top-k available chunks.")
+    warmup_transitions: int = _f(400, "Transitions acted uniformly at random before the softmax policy.")
+    scale: float | None = _f(None, "Embeddings are the mean-pooled hidden states divided by this; preset: "
+                                  "reference 10, cpu 4 (raw MiniLM vectors have norm ~4.2).")
+    positions: str = _f("int", "Rotary positions of the action side: 'int' (reference buckets) or 'float'.")
+    piece_tokens: int | None = _f(None, "Per-piece token cap of the state text; preset: reference 64, cpu 32.")
+    max_tokens: int = _f(128, "Token cap of a chunk embedding.")
+    train_state_layers: int | None = _f(None, "Train only the top N layers of the state encoder (0: all); the frozen "
+                                               "lower layers run once per state, without dropout, shared by the online "
+                                               "and target encoders and the update. Preset: reference 0, cpu 2.")
+    freeze_action: bool | None = _f(None, "Freeze the action encoder: it keeps the base model's pooling (mean + L2 "
+                                           "norm for MiniLM), chunk embeddings are computed once, and an index built "
+                                           "with the base model serves the policy without re-indexing; "
+                                           "preset: reference no, cpu yes.")
+    bf16: bool | None = _f(None, "bfloat16 autocast of the encoders' forward passes; preset: reference no, cpu yes.")
+    val_every: int = _f(50, "Validate (greedy coverage) and checkpoint every K updates.")
+    threads: int = _f(0, "CPU threads (0: all cores).")
+
+    def resolve_preset(self) -> TrainSettings:
+        """The settings with every field left at None set to its preset's value (TRAIN_PRESETS)."""
+        from dataclasses import replace
+
+        from .errors import InputError
+
+        if self.preset not in TRAIN_PRESETS:
+            raise InputError(f"unknown preset {self.preset!r}: use 'reference' or 'cpu'")
+        preset = TRAIN_PRESETS[self.preset]
+        return replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
+
 def to_dict(settings: Any) -> dict[str, Any]:
     """The settings as plain JSON-able data (nested dataclasses become dicts)."""
     return asdict(settings)

@@ -1,0 +1,128 @@
+"""The run folder of `qrag train` and the policy folders it writes.
+
+    RUN/settings.json              the resolved TrainSettings
+    RUN/metrics.jsonl              one JSON line per update (validation every K updates)
+    RUN/checkpoints/last/          policy folder + trainer.pt (what --resume continues from)
+    RUN/checkpoints/best/          policy folder of the best validation coverage
+
+A policy folder: `manifest.json` {"format": "qrag-policy", "format_version": 1, "base", "updates",
+"val_coverage"} and `state/`, `action/`, each a Hugging Face model folder with tokenizer.json and
+qrag_pooling.json. Every checkpoint is written to a temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CorruptIndexError, InputError, OutputExistsError
+from .qnet import QNet
+
+POLICY_FORMAT = "qrag-policy"
+POLICY_FORMAT_VERSION = 1
+TRAINER_FILE = "trainer.pt"
+
+
+class CorruptCheckpointError(CorruptIndexError):
+    """A checkpoint folder is incomplete, edited or of an unknown format."""
+
+
+def prepare_run(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an existing run folder unless resuming or overwriting; a resume needs checkpoints/last."""
+    if resume:
+        if not (out / "checkpoints" / "last").is_dir():
+            raise InputError(f"nothing to resume in {out}: no checkpoints/last (run without --resume first)")
+        return
+    if out.exists():
+        if not overwrite:
+            raise OutputExistsError(f"run folder {out} exists: use --resume to continue it or --overwrite to replace it")
+        if out.is_dir() and any(out.iterdir()) and not (out / "settings.json").is_file():
+            raise OutputExistsError(f"{out} exists and is not a qrag run folder (no settings.json): not replacing it")
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    out.mkdir(parents=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_policy(folder: Path, net: QNet, base: str, updates: int, val_coverage: float | None,
+                trainer_state: dict[str, Any] | None = None) -> None:
+    """Write a policy folder (and trainer.pt when given) atomically: temp folder, then rename."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.mkdir()
+        for side in ("state", "action"):
+            (tmp / side).mkdir()
+            net.save_policy_side(tmp / side, side)
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER_FILE)
+        write_json(tmp / "manifest.json", {"format": POLICY_FORMAT, "format_version": POLICY_FORMAT_VERSION,
+                                           "base": base, "updates": updates, "val_coverage": val_coverage})
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CorruptCheckpointError(f"{path} is missing or unreadable ({exc}): the checkpoint is incomplete") from exc
+    if not isinstance(m, dict) or m.get("format") != POLICY_FORMAT:
+        raise CorruptCheckpointError(f"{path} is not a qrag policy manifest")
+    if m.get("format_version") != POLICY_FORMAT_VERSION:
+        raise CorruptCheckpointError(f"{path} has format version {m.get('format_version')}, this qrag reads "
+                                     f"{POLICY_FORMAT_VERSION}")
+    return m
+
+
+def load_checkpoint(folder: Path, net: QNet) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the weights of a checkpoint into `net`: (manifest, trainer state). Raises CorruptCheckpointError."""
+    from transformers import AutoModel
+
+    manifest = read_manifest(folder)
+    try:
+        for side in ("state", "action"):
+            loaded = AutoModel.from_pretrained(str(folder / side), local_files_only=True)
+            getattr(net, side).load_state_dict(loaded.state_dict())
+        trainer_state = torch.load(folder / TRAINER_FILE, map_location="cpu", weights_only=False)
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as exc:
+        raise CorruptCheckpointError(f"checkpoint {folder} is corrupt or incomplete: {exc}") from exc
+    if not isinstance(trainer_state, dict) or trainer_state.get("updates") != manifest.get("updates"):
+        raise CorruptCheckpointError(f"checkpoint {folder}: {TRAINER_FILE} does not match manifest.json")
+    return manifest, trainer_state
+
+
+def truncate_metrics(path: Path, updates: int) -> None:
+    """Keep the metric lines of updates <= `updates` (a resumed run rewrites what followed its checkpoint)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("update", 0) <= updates:
+                keep.append(line)
+        except ValueError:
+            break
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+    os.replace(tmp, path)

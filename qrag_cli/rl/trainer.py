@@ -1,0 +1,385 @@
+"""`train`: PQN-style soft Q(lambda) for the Q-RAG policy, on-policy, no replay (method.md).
+
+One iteration, all in this file:
+1. rollout: ceil(batch / E) steps of E episodes. At each step the current positions are applied, the
+   state is encoded by the online and the target state encoders, the target soft value V(s_t) =
+   V1 + V2 (masked top-5, `soft_value`) is recorded, and an action is taken: uniform over available
+   chunks for the first `warmup_transitions`, then sampled from softmax((Q - max Q) / alpha) over the
+   top-5 available. One more target encoding of the states that follow the last step gives its
+   V(s_{T+1}) (these are the "+E transitions" of the method, used only to bootstrap).
+2. lambda-returns with explicit V(s_{t+1}) (`lambda_returns`).
+3. loss 0.5 * MSE(2 q1, G) + 0.5 * MSE(2 q2, G) on the taken actions (positions of their step),
+   AdamW, gradient clip, lr warm-up then linear decay.
+4. Polyak update (tau) of both target encoders after every optimiser step.
+Every `val_every` updates: greedy coverage on the validation split through the inference loop
+(`MultiStepRetriever`), then checkpoints (last, and best by coverage in the minimum number of steps).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError, TrainingError
+from ..settings import TrainSettings
+from . import checkpoint as ckpt
+from .env import MAX_STEPS, EnvPool, Episode
+from .qnet import PolicyEncoder, QNet, StateBatch, polyak, rotate_t, twin_q
+from .returns import lambda_returns, soft_value
+
+Progress = Callable[[dict[str, Any]], None]
+BABILONG_TASKS = tuple(f"babilong:qa{i}" for i in range(1, 6))
+RULER_TASKS = ("ruler:niah_multivalue", "ruler:vt")
+#: Settings a resumed run may change (everything else must match the run's settings.json).
+RESUMABLE_CHANGES = ("resume", "overwrite", "steps", "threads", "val_every")
+
+
+# --- settings, data -------------------------------------------------------------------------------
+
+
+def check(s: TrainSettings) -> TrainSettings:
+    """The resolved settings (preset applied, output folder defaulted); InputError on anything unusable."""
+    s = s.resolve_preset()
+    if s.task in RULER_TASKS:
+        raise InputError(f"training on {s.task} is not yet supported: use one of {', '.join(BABILONG_TASKS)}")
+    if s.task not in BABILONG_TASKS:
+        raise InputError(f"unknown task {s.task!r}: use one of {', '.join(BABILONG_TASKS)}")
+    for name in ("steps", "n_train", "n_val", "batch_size", "n_envs", "soft_top", "piece_tokens", "val_every"):
+        if getattr(s, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if s.positions not in ("int", "float"):
+        raise InputError(f"unknown positions {s.positions!r}: use 'int' or 'float'")
+    if s.alpha_schedule not in ("constant", "lr"):
+        raise InputError(f"unknown alpha schedule {s.alpha_schedule!r}: use 'constant' or 'lr'")
+    if not (s.lr > 0 and s.alpha > 0 and s.scale > 0 and 0 <= s.lam <= 1 and 0 <= s.gamma <= 1 and 0 < s.tau <= 1):
+        raise InputError("--lr, --alpha and --scale must be > 0; --lam and --gamma in [0, 1]; --tau in (0, 1]")
+    if s.train_state_layers < 0 or s.max_steps < 0 or s.warmup_updates < 0:
+        raise InputError("--train-state-layers, --max-steps and --warmup-updates must be >= 0")
+    if not s.out:
+        s = replace(s, out=str(Path("runs") / s.task.replace(":", "-")))
+    return s
+
+
+def base_model_path(model: str) -> Path:
+    """The PyTorch folder of the base model ('default' is the bundled all-MiniLM-L6-v2)."""
+    from ..embed.models import default_model_path, resolve_model
+
+    if model in ("", "default", "default:torch", "all-MiniLM-L6-v2"):
+        return default_model_path()
+    spec = resolve_model(model)
+    if spec.engine != "torch":
+        raise InputError(f"{model} is an exported ONNX model: training needs a PyTorch (Hugging Face) folder")
+    return spec.path
+
+
+def make_samples(s: TrainSettings) -> tuple[list[dict], list[dict]]:
+    """(training, validation) samples of the task, both from the 'train' split; validation is the tail."""
+    from ..data.generate import generate
+    from ..settings import DataSettings
+
+    bench, task = s.task.split(":")
+    _, samples = generate(DataSettings(benchmark=bench, task=task, length=s.length, n=s.n_train + s.n_val,
+                                       split="train", seed=s.seed))
+    if any("context" not in x for x in samples):
+        raise InputError(f"length {s.length!r} is too long for training contexts: use a number of sentences below 1200")
+    return samples[: s.n_train], samples[s.n_train :]
+
+
+# --- the trainer ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Counters:
+    updates: int = 0
+    transitions: int = 0
+    best_coverage: float = -1.0
+    last_coverage: float | None = None
+
+
+class Trainer:
+    def __init__(self, s: TrainSettings, net: QNet, train_samples: list[dict], val_samples: list[dict]) -> None:
+        self.s, self.net = s, net
+        self.val_samples = val_samples
+        self.max_steps = s.max_steps or MAX_STEPS[s.task.split(":")[0]]
+        self.integer = s.positions == "int"
+        self.target = net.make_target()
+        self.opt = torch.optim.AdamW(net.trainable(), lr=s.lr, betas=(s.adam_beta1, s.adam_beta2), eps=s.adam_eps,
+                                     weight_decay=s.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_factor)
+        self.rng = np.random.default_rng(s.seed)
+        self.pool = EnvPool(train_samples, s.n_envs, self.max_steps, self.rng)
+        self.counters = Counters()
+        self._frozen_cache: dict[int, torch.Tensor] = {}  # sample index -> chunk embeddings (frozen action)
+        self._vectors: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per iteration: id(ep) -> (online, target)
+        self._val_cache: dict[int, np.ndarray] = {}  # validation chunk vectors (frozen action encoder)
+
+    def lr_factor(self, update: int) -> float:
+        w = self.s.warmup_updates
+        if update < w:
+            return (update + 1) / (w + 1)
+        return max(0.0, (self.s.steps - update) / max(1, self.s.steps - w))
+
+    @property
+    def alpha(self) -> float:
+        if self.s.alpha_schedule == "lr":  # the reference: alpha follows the lr schedule
+            return self.s.alpha * self.lr_factor(self.counters.updates)
+        return self.s.alpha
+
+    # chunk embeddings: re-embedded every iteration, or computed once when the action encoder is frozen
+    def chunk_vectors(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.s.freeze_action:
+            if ep.sample not in self._frozen_cache:
+                with torch.no_grad():
+                    self._frozen_cache[ep.sample] = self.net.embed_chunks(ep.chunks)
+            v = self._frozen_cache[ep.sample]
+            return v, v
+        if id(ep) not in self._vectors:
+            with torch.no_grad():
+                self._vectors[id(ep)] = (self.net.embed_chunks(ep.chunks),
+                                         self.net.embed_chunks(ep.chunks, self.target["action"]))
+        return self._vectors[id(ep)]
+
+    def set_rollout_mode(self) -> None:
+        for m in (self.net.state, self.net.action, self.target["state"], self.target["action"]):
+            m.train(self.s.rollout_dropout)
+
+    def target_values(self, eps: list[Episode], s_tgt: torch.Tensor) -> np.ndarray:
+        """V(s) = V1 + V2 with the target encoders, soft maximum over the top-k available chunks."""
+        out = np.empty(len(eps))
+        for i, ep in enumerate(eps):
+            ra = rotate_t(self.chunk_vectors(ep)[1], torch.from_numpy(ep.positions(self.integer)))
+            q1, q2 = twin_q(s_tgt[i], ra)
+            avail = torch.from_numpy(ep.available())
+            out[i] = float(soft_value(q1, avail, self.alpha, self.s.soft_top)
+                           + soft_value(q2, avail, self.alpha, self.s.soft_top))
+        return out
+
+    def act(self, ep: Episode, s_on: torch.Tensor, stats: list[float]) -> tuple[int, float]:
+        """Behaviour action and its position: uniform during warm-up, then softmax over the top-k available."""
+        p = ep.positions(self.integer)
+        avail = ep.available()
+        ids = np.flatnonzero(avail)
+        if self.counters.transitions < self.s.warmup_transitions:
+            a = int(self.rng.choice(ids))
+        else:
+            q = (rotate_t(self.chunk_vectors(ep)[0], torch.from_numpy(p)) @ s_on).double().numpy()[ids]
+            stats.extend(q.tolist())
+            k = min(self.s.soft_top, len(ids))
+            top = np.argsort(-q, kind="stable")[:k]
+            logits = (q[top] - q[top].max()) / self.alpha
+            prob = np.exp(logits) / np.exp(logits).sum()
+            a = int(ids[top[self.rng.choice(k, p=prob)]])
+        return a, float(p[a])
+
+    def rollout(self) -> dict[str, Any]:
+        s, E = self.s, self.s.n_envs
+        T = math.ceil(s.batch_size / E)
+        self._vectors.clear()
+        self.set_rollout_mode()
+        step_batches, actions, pos, episodes = [], [], [], []
+        rewards, dones, values = np.zeros((T, E)), np.zeros((T, E)), np.zeros((T + 1, E))
+        q_seen: list[float] = []
+        with torch.no_grad():
+            for t in range(T):
+                eps = list(self.pool.episodes)
+                texts = [ep.state_text() for ep in eps]
+                batch = self.net.state_batch(texts)
+                step_batches.append(batch)
+                s_on = self.net.embed_state_batch(batch)
+                if t > 0:  # V(s_0) bootstraps nothing in this rollout
+                    values[t] = self.target_values(eps, self.net.embed_state_batch(batch, self.target["state"]))
+                for i, ep in enumerate(eps):
+                    a, p = self.act(ep, s_on[i], q_seen)
+                    actions.append(a)
+                    pos.append(p)
+                    episodes.append(ep)
+                    rewards[t, i], done = ep.step(a)
+                    dones[t, i] = float(done)
+                    self.counters.transitions += 1
+                    if done:
+                        self.pool.episodes[i] = self.pool.new_episode()
+            eps = list(self.pool.episodes)  # V(s_{T+1}): the states after the last step
+            batch = self.net.state_batch([ep.state_text() for ep in eps])
+            values[T] = self.target_values(eps, self.net.embed_state_batch(batch, self.target["state"]))
+        # values[t + 1] is V(s_{t+1}) for every env; at a done step it belongs to a new episode and m_t = 0
+        returns = lambda_returns(rewards, dones, values[1:], s.gamma, s.lam)
+        return {"states": StateBatch.cat(step_batches), "actions": actions, "positions": pos, "episodes": episodes,
+                "returns": returns.reshape(-1), "rewards": rewards, "dones": dones, "q_seen": q_seen}
+
+    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """0.5 * MSE(2 q1, G) + 0.5 * MSE(2 q2, G) on the taken actions; also returns q1 + q2."""
+        self.net.state.train()
+        self.net.action.train(not self.s.freeze_action)
+        s_emb = self.net.embed_state_batch(batch["states"])
+        if self.s.freeze_action:
+            a_emb = torch.stack([self._frozen_cache[ep.sample][a] for ep, a in zip(batch["episodes"], batch["actions"])])
+        else:
+            a_emb = self.net.embed_chunks([ep.chunks[a] for ep, a in zip(batch["episodes"], batch["actions"])])
+        q1, q2 = twin_q(s_emb, rotate_t(a_emb, torch.tensor(batch["positions"], dtype=torch.float64)))
+        g = torch.as_tensor(batch["returns"], dtype=torch.float32)
+        return 0.5 * F.mse_loss(2 * q1, g) + 0.5 * F.mse_loss(2 * q2, g), (q1 + q2).detach()
+
+    def update(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        batch = self.rollout()
+        loss, q = _loss(self, batch)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the loss became {loss.item()} at update {self.counters.updates + 1}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.trainable(), self.s.clip)
+        if not torch.isfinite(grad_norm):
+            raise TrainingError(f"the gradient norm became {grad_norm.item()} at update {self.counters.updates + 1}")
+        self.opt.step()
+        self.sched.step()
+        polyak(self.target["state"], self.net.state, self.s.tau)
+        if not self.s.freeze_action:
+            polyak(self.target["action"], self.net.action, self.s.tau)
+        self.counters.updates += 1
+        row = {"update": self.counters.updates, "transitions": self.counters.transitions,
+               "loss": loss.item(), "q_mean": float(q.mean()), "return_mean": float(np.mean(batch["returns"])),
+               "reward_sum": float(batch["rewards"].sum()), "episodes_ended": int(batch["dones"].sum()),
+               "grad_norm": float(grad_norm), "lr": self.sched.get_last_lr()[0], "alpha": self.alpha,
+               "seconds": time.perf_counter() - t0}
+        if batch["q_seen"]:
+            row.update(q_policy_mean=float(np.mean(batch["q_seen"])), q_policy_std=float(np.std(batch["q_seen"])))
+        return row
+
+    # validation through the one inference loop
+    def validate(self) -> dict[str, float]:
+        from ..bench.contexts import MemoryContext
+        from ..policy.loop import MultiStepRetriever
+        from ..search.exact import ExactBackend
+
+        self.net.state.eval()
+        self.net.action.eval()
+        encoder = PolicyEncoder(self.net, "state")
+        at_min, at_max, first_q = [], [], []
+        for j, x in enumerate(self.val_samples):
+            vecs = self._val_cache.get(j)
+            if vecs is None:
+                with torch.no_grad():
+                    vecs = self.net.embed_chunks(x["context"]).numpy()
+                if self.s.freeze_action:  # frozen: the chunk vectors never change
+                    self._val_cache[j] = vecs
+            ctx = MemoryContext(x["context"], vecs, doc=str(x.get("id", "val")))
+            loop = MultiStepRetriever(encoder, ctx, ExactBackend(vecs), piece_tokens=self.s.piece_tokens)
+            steps = min(self.max_steps, len(ctx))
+            traj = loop.run([x["question"]], steps=steps)[0]
+            got, need = traj.positions(), set(x["support"])
+            at_min.append(float(need <= set(got[: len(need)])))
+            at_max.append(float(need <= set(got)))
+            first_q.append(traj.retrieved[0].score)
+        return {"val_coverage": float(np.mean(at_min)), "val_coverage_max_steps": float(np.mean(at_max)),
+                "val_q_first": float(np.mean(first_q))}
+
+    # resumable state
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.counters.updates, "counters": asdict(self.counters),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "target_state": self.target["state"].state_dict(),
+                "target_action": None if self.s.freeze_action else self.target["action"].state_dict(),
+                "pool": self.pool.state_dict(), "numpy_rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        self.counters = Counters(**st["counters"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.target["state"].load_state_dict(st["target_state"])
+        if st["target_action"] is not None:
+            self.target["action"].load_state_dict(st["target_action"])
+        self.pool.load_state_dict(st["pool"])
+        self.rng.bit_generator.state = st["numpy_rng"]
+        torch.set_rng_state(st["torch_rng"])
+        random.setstate(st["python_rng"])
+
+
+def _loss(trainer: Trainer, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of one batch (a module-level seam: tests inject a NaN here)."""
+    return trainer.loss(batch)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(settings: TrainSettings, progress: Progress | None = None, *,
+          samples: tuple[list[dict], list[dict]] | None = None) -> dict[str, Any]:
+    """Train a policy into the run folder `settings.out`; returns a summary (run folder, updates, coverage).
+
+    `samples` = (training, validation) replaces the generated task samples (tests, custom data); each
+    sample needs `question`, `context` (chunk texts) and `support` (chunk indices).
+    """
+    s = check(settings)
+    out = Path(s.out)
+    if s.resume and (out / "settings.json").is_file():
+        saved = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+        diff = [k for k, v in asdict(s).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+        if diff:
+            raise InputError(f"--resume with settings that differ from {out / 'settings.json'}: {', '.join(diff)}")
+    base = base_model_path(s.model)
+    ckpt.prepare_run(out, resume=s.resume, overwrite=s.overwrite)
+    if not s.resume:
+        ckpt.write_json(out / "settings.json", asdict(s))
+    torch.set_num_threads(s.threads or os.cpu_count() or 1)
+    train_samples, val_samples = samples if samples is not None else make_samples(s)
+    if not train_samples or not val_samples:
+        raise InputError("training needs at least one training and one validation sample")
+    seed_everything(s.seed)
+    net = QNet(base, scale=s.scale, positions=s.positions, piece_tokens=s.piece_tokens, max_tokens=s.max_tokens,
+               train_state_layers=s.train_state_layers, freeze_action=s.freeze_action, bf16=s.bf16)
+    trainer = Trainer(s, net, train_samples, val_samples)
+    metrics = out / "metrics.jsonl"
+    last, best = out / "checkpoints" / "last", out / "checkpoints" / "best"
+    if s.resume:
+        _, st = ckpt.load_checkpoint(last, net)
+        trainer.load_state_dict(st)
+        ckpt.truncate_metrics(metrics, trainer.counters.updates)
+    else:
+        row = {"update": 0, **trainer.validate()}  # the untrained policy
+        trainer.counters.last_coverage = row["val_coverage"]
+        _append(metrics, row)
+        if progress:
+            progress(row)
+    t_start, start_updates = time.perf_counter(), trainer.counters.updates
+    while trainer.counters.updates < s.steps:
+        try:
+            row = trainer.update()
+        except TrainingError as exc:
+            raise TrainingError(f"{exc}; stopped, the last good checkpoint is kept in {last}") from exc
+        u = trainer.counters.updates
+        row["updates_per_s"] = (u - start_updates) / (time.perf_counter() - t_start)
+        if u % s.val_every == 0 or u == s.steps:
+            row.update(trainer.validate())
+            c = trainer.counters
+            c.last_coverage = row["val_coverage"]
+            if row["val_coverage"] > c.best_coverage:
+                c.best_coverage = row["val_coverage"]
+                ckpt.save_policy(best, net, str(base), u, row["val_coverage"])
+            ckpt.save_policy(last, net, str(base), u, row["val_coverage"], trainer.state_dict())
+        _append(metrics, row)
+        if progress:
+            progress(row)
+    c = trainer.counters
+    return {"run": str(out), "updates": c.updates, "transitions": c.transitions,
+            "val_coverage": c.last_coverage, "best_val_coverage": c.best_coverage,
+            "best": str(best), "last": str(last)}
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
