@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .embed.encoder import Encoder, load_encoder
-from .embed.models import resolve_model
+from .embed.models import resolve_model, resolve_roles
 from .errors import IncompatibleError, InputError
 from .policy.loop import MultiStepRetriever, Trajectory
 from .search.registry import open_backend
@@ -37,7 +37,8 @@ def index(
 
 def export(settings: ExportSettings) -> Path:
     """Export a PyTorch embedder to an ONNX model folder (`qrag export`)."""
-    from .embed.export import export_onnx
+    from .embed.export import export_onnx, export_policy
+    from .embed.models import policy_folder
 
     if not settings.out:
         raise InputError("--out is required")
@@ -50,6 +51,10 @@ def export(settings: ExportSettings) -> Path:
 
         chunks = iter_chunks(open_corpus(settings.calibration), ChunkerSettings())
         calibration = [c.text for c, _ in zip(chunks, range(settings.calibration_sentences))]
+    policy = policy_folder(source) if source != "default:torch" else None
+    if policy is not None:
+        return export_policy(policy, Path(settings.out), overwrite=settings.overwrite, int8=settings.int8,
+                             calibration=calibration)
     return export_onnx(resolve_model(source), Path(settings.out), overwrite=settings.overwrite,
                        int8=settings.int8, calibration=calibration)
 
@@ -90,10 +95,10 @@ class QuerySession:
         self.settings = settings
         self.index = IndexReader(Path(settings.index))
         manifest = self.index.manifest
-        if encoder is None:
-            spec = resolve_model(settings.model or manifest["model"].get("ref", "default"))
-            check_model(manifest, spec.describe(), self.index.folder)
-            encoder = load_encoder(spec, max_tokens=manifest["model"].get("max_tokens", 128), threads=settings.threads)
+        if encoder is None:  # a trained policy: states by its state encoder, the index by its action encoder
+            state, action = resolve_roles(settings.model or manifest["model"].get("ref", "default"))
+            check_model(manifest, action.describe(), self.index.folder)
+            encoder = load_encoder(state, max_tokens=manifest["model"].get("max_tokens", 128), threads=settings.threads)
         else:
             check_model(manifest, encoder.spec.describe(), self.index.folder)
         self.encoder = encoder

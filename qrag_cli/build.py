@@ -22,7 +22,7 @@ import numpy as np
 from .corpus.chunking import iter_chunks
 from .corpus.readers import open_corpus
 from .embed.encoder import Encoder, load_encoder
-from .embed.models import resolve_model
+from .embed.models import resolve_roles
 from .errors import InputError, OutputExistsError
 from .atomic import install_folder, write_json_atomic
 from .search.registry import build_ann
@@ -82,7 +82,7 @@ def build_index(
     out = Path(settings.out) if settings.out else default_out(corpus.name)
     if out.exists() and not settings.overwrite:
         raise OutputExistsError(f"{out} exists: choose another --out or pass --overwrite")
-    spec = encoder.spec if encoder is not None else resolve_model(settings.model)
+    spec = encoder.spec if encoder is not None else resolve_roles(settings.model)[1]  # chunks: the action side
     enc = encoder or load_encoder(
         spec, max_tokens=settings.max_tokens, batch_size=settings.batch_size, threads=settings.threads
     )

@@ -3,10 +3,14 @@ one-line messages and exit codes here and nowhere else; stdout carries data, std
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import json
 import sys
 import time
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -20,7 +24,8 @@ from . import __version__
 from .errors import EXIT_RUNTIME, QragError
 from .output import FORMATS, render, resolve_format
 from .settings import (
-    AnnSettings, BenchSettings, ChunkerSettings, DataSettings, ExportSettings, IndexSettings, QuerySettings, field_help,
+    AnnSettings, BenchSettings, ChunkerSettings, DataSettings, ExportSettings, IndexSettings, QuerySettings,
+    TrainSettings, field_help,
 )
 
 app = typer.Typer(
@@ -214,6 +219,8 @@ def export_cmd(
     with err.status("exporting to ONNX" + (" and quantising to int8" if int8 else "")):
         folder = export(settings)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    if "onnx" not in manifest:  # a policy: describe its state side
+        manifest = json.loads((folder / "state" / "manifest.json").read_text(encoding="utf-8"))
     _emit_summary({"model": str(folder), "source": manifest["source"]["name"], "dim": manifest["dim"],
                    "quantization": manifest["quantization"], "bytes": manifest["onnx"]["bytes"]})
 
@@ -289,6 +296,52 @@ def bench_cmd(
         results = run_bench(settings, on_progress)
     typer.echo(write_results(out, results))
     err.print(f"results in {escape(out)} (results.json, results.md, coverage.png)", soft_wrap=True)
+
+
+def options_from(cls: type, flags: dict[str, tuple[str, ...]] | None = None) -> inspect.Signature:
+    """A Typer signature with one --option per dataclass field: its type, default and help.
+    Fields whose default is None ('take the preset's value') become optional options."""
+    hints = typing.get_type_hints(cls)
+    defaults, helps, params = cls(), field_help(cls), []
+    for f in dataclasses.fields(cls):
+        names = (flags or {}).get(f.name, ("--" + f.name.replace("_", "-"),))
+        typ = hints[f.name]
+        if typing.get_origin(typ) in (typing.Union, types.UnionType):
+            inner = next(a for a in typing.get_args(typ) if a is not type(None))
+            typ = Optional[inner]
+            if inner is bool:
+                names = (f"{names[0]}/--no-{names[0][2:]}",)
+        option = typer.Option(getattr(defaults, f.name), *names, help=helps[f.name])
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=typ))
+    return inspect.Signature(params)
+
+
+@guarded
+def train_cmd(**values: Any) -> None:
+    """Train the embedders with Q-RAG reinforcement learning (see `--preset cpu` for 2-core machines)."""
+    from .rl.trainer import train
+
+    settings = TrainSettings(**values)
+    display = Progress(TextColumn("[bold]train"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[detail]}"),
+                       TimeRemainingColumn(), console=err, disable=not err.is_terminal)
+    bar = display.add_task("train", total=settings.steps, detail="")
+
+    def on_row(row: dict[str, Any]) -> None:
+        loss = row.get("loss")
+        detail = f"loss {loss:.4f}" if isinstance(loss, float) and loss == loss else "warming up"
+        if "val_coverage" in row:
+            detail += f"  val coverage {row['val_coverage']:.3f}"
+        display.update(bar, completed=row.get("update", 0), detail=detail)
+        if not err.is_terminal and "val_coverage" in row:
+            err.print(f"update {row.get('update')}: {detail}", soft_wrap=True)
+
+    with display:
+        summary = train(settings, on_row)
+    _emit_summary(summary)
+
+
+train_cmd.__signature__ = options_from(TrainSettings)  # type: ignore[attr-defined]
+app.command("train")(train_cmd)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ It is written to a temporary sibling and renamed into place, like an index.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -19,10 +20,28 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError, OutputExistsError
-from ..atomic import install_folder, write_json_atomic
+from ..atomic import build_folder, install_folder, write_json_atomic
 from .models import ONNX_FILE, ONNX_FORMAT, ONNX_FORMAT_VERSION, ModelSpec, file_sha256
 
 OPSET = 17
+
+
+def export_policy(folder: Path, out: Path, *, overwrite: bool = False, int8: bool = False,
+                  calibration: list[str] | None = None) -> Path:
+    """Export both sides of a trained policy into OUT/state and OUT/action, with the policy manifest."""
+    from .models import resolve_model
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists: choose another --out or pass --overwrite")
+
+    def fill(tmp: Path) -> None:
+        for side in ("state", "action"):
+            export_onnx(resolve_model(folder / side), tmp / side, int8=int8, calibration=calibration)
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        write_json_atomic(tmp / "manifest.json", {**manifest, "engine": "onnx", "exported_from": str(folder)})
+
+    return build_folder(out, fill)
 
 
 def export_onnx(spec: ModelSpec, out: Path, *, overwrite: bool = False, int8: bool = False,

@@ -29,6 +29,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 ONNX_FORMAT = "qrag-onnx-model"
 ONNX_FORMAT_VERSION = 1
 ONNX_FILE = "model.onnx"
+POLICY_FORMAT = "qrag-policy"
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,37 @@ def resolve_model(model: str | os.PathLike) -> ModelSpec:
     path = Path(model).expanduser()
     if not path.is_dir():
         raise ModelLoadError(f"model folder not found: {path}")
+    if policy_folder(path) is not None:
+        raise ModelLoadError(f"{path} is a trained policy (state/ and action/): use it as a whole with "
+                             "qrag index/query/export, or name one side")
     if (path / "manifest.json").is_file():
         return _resolve_onnx(path)
     return _resolve_hf(path, path.name)
+
+
+def policy_folder(model: str | os.PathLike) -> Path | None:
+    """The folder if `model` is a trained policy (`qrag train` checkpoint or its export), else None."""
+    path = Path(model).expanduser()
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        is_policy = json.loads(manifest.read_text(encoding="utf-8")).get("format") == POLICY_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return None
+    return path if is_policy else None
+
+
+def resolve_roles(model: str | os.PathLike) -> tuple[ModelSpec, ModelSpec]:
+    """(state encoder, action encoder): the two sides of a trained policy, or one model twice."""
+    folder = policy_folder(model) if str(model) not in ("", DEFAULT_MODEL) else None
+    if folder is None:
+        spec = resolve_model(model)
+        return spec, spec
+    for side in ("state", "action"):
+        if not (folder / side).is_dir():
+            raise ModelLoadError(f"{folder / side} is missing: the policy folder is incomplete")
+    return resolve_model(folder / "state"), resolve_model(folder / "action")
 
 
 def _resolve_hf(path: Path, name: str) -> ModelSpec:

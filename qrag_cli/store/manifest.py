@@ -69,8 +69,13 @@ def check_model(manifest: dict[str, Any], model: dict[str, Any], folder: Path) -
             f"{folder} was built with ({built.get('name')}, sha256 {str(built.get('checksum'))[:12]}): "
             "query with that model or re-index"
         )
-    if built.get("pooling") != model.get("pooling"):
+    # positions are applied per retrieval step, never stored in the vectors: they do not matter here
+    if _without_positions(built.get("pooling")) != _without_positions(model.get("pooling")):
         raise ModelMismatchError(
             f"model {model.get('name')} pools as {model.get('pooling')} but the index {folder} was built "
             f"with {built.get('pooling')}: re-index"
         )
+
+
+def _without_positions(pooling: Any) -> Any:
+    return {k: v for k, v in pooling.items() if k != "positions"} if isinstance(pooling, dict) else pooling
