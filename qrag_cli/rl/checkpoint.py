@@ -13,19 +13,18 @@ qrag_pooling.json. Every checkpoint is written to a temporary folder and renamed
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import build_folder, write_bytes_atomic, write_json_atomic
+from ..embed.models import POLICY_FORMAT
 from ..errors import CorruptIndexError, InputError, OutputExistsError
 from .qnet import QNet
 
-POLICY_FORMAT = "qrag-policy"
 POLICY_FORMAT_VERSION = 1
 TRAINER_FILE = "trainer.pt"
 
@@ -53,19 +52,14 @@ def prepare_run(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, sort_keys=True)
 
 
 def save_policy(folder: Path, net: QNet, base: str, updates: int, val_coverage: float | None,
                 trainer_state: dict[str, Any] | None = None) -> None:
     """Write a policy folder (and trainer.pt when given) atomically: temp folder, then rename."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.mkdir()
+
+    def fill(tmp: Path) -> None:
         for side in ("state", "action"):
             (tmp / side).mkdir()
             net.save_policy_side(tmp / side, side)
@@ -73,12 +67,8 @@ def save_policy(folder: Path, net: QNet, base: str, updates: int, val_coverage: 
             torch.save(trainer_state, tmp / TRAINER_FILE)
         write_json(tmp / "manifest.json", {"format": POLICY_FORMAT, "format_version": POLICY_FORMAT_VERSION,
                                            "base": base, "updates": updates, "val_coverage": val_coverage})
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+
+    build_folder(folder, fill)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -123,6 +113,4 @@ def truncate_metrics(path: Path, updates: int) -> None:
                 keep.append(line)
         except ValueError:
             break
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes_atomic(path, "".join(k + "\n" for k in keep).encode("utf-8"))

@@ -11,6 +11,8 @@ backends are comparable and ties are broken the same way everywhere (lower id fi
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -40,6 +42,11 @@ class SearchBackend(Protocol):
         """queries float32 (q, d). Returns ids int64 (q, k) and scores float32 (q, k), best first, by inner product;
         ids in exclude[i] never returned for query i; rows padded with id -1 / score -inf when fewer than k remain."""
         ...
+
+
+def resolve_threads(threads: int) -> int:
+    """Threads for a library call: `threads`, or all cores when 0."""
+    return threads if threads > 0 else (os.cpu_count() or 1)
 
 
 def corrupt_file(path: Path, why: str) -> CorruptIndexError:

@@ -31,14 +31,11 @@ from .base import (
     exclude_arrays,
     overfetch,
     rescore,
+    resolve_threads,
 )
 from .exact import ExactBackend
 
 FILE_NAME = "hnsw.bin"
-
-
-def _threads(threads: int) -> int:
-    return threads if threads > 0 else (os.cpu_count() or 1)
 
 
 def _version() -> str:
@@ -69,7 +66,7 @@ def build_hnswlib(
     index.init_index(
         max_elements=max(1, int(n)), M=settings.m, ef_construction=settings.ef_construction, random_seed=seed
     )
-    nthreads = _threads(threads)
+    nthreads = resolve_threads(threads)
     index.set_num_threads(nthreads)
     for a in range(0, n, BLOCK_ROWS):
         b = min(n, a + BLOCK_ROWS)
@@ -134,7 +131,7 @@ class HnswlibBackend:
         self.path = path if path is not None else Path(FILE_NAME)
         self.vectors = vectors
         self.ef = int(ef)
-        self.threads = _threads(threads)
+        self.threads = resolve_threads(threads)
         self._exact: ExactBackend | None = None
 
     @classmethod
@@ -166,7 +163,7 @@ class HnswlibBackend:
         count = index.get_current_count()
         if count != n:
             raise corrupt_file(path, f"holds {count} vectors but vectors.npy has {n}")
-        index.set_num_threads(_threads(threads))
+        index.set_num_threads(resolve_threads(threads))
         return cls(index, vectors, ef=ef if ef else settings.ef, threads=threads, path=path)
 
     def search(

@@ -30,13 +30,10 @@ from .base import (
     exclude_arrays,
     overfetch,
     rescore,
+    resolve_threads,
 )
 
 FILE_NAME = "usearch.index"
-
-
-def _threads(threads: int) -> int:
-    return threads if threads > 0 else (os.cpu_count() or 1)
 
 
 def build_usearch(
@@ -65,7 +62,7 @@ def build_usearch(
         expansion_add=settings.ef_construction,
         expansion_search=settings.ef,
     )
-    nthreads = _threads(threads)
+    nthreads = resolve_threads(threads)
     for a in range(0, n, BLOCK_ROWS):
         b = min(n, a + BLOCK_ROWS)
         block = np.ascontiguousarray(vectors[a:b], dtype=np.float16)
@@ -109,7 +106,7 @@ class UsearchBackend:
         self.path = path if path is not None else Path(FILE_NAME)
         self.vectors = vectors
         self.ef = int(ef)
-        self.threads = _threads(threads)
+        self.threads = resolve_threads(threads)
 
     @classmethod
     def open(
