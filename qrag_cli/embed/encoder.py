@@ -19,17 +19,14 @@ from .models import ModelSpec
 MAX_POSITIONS = 512
 
 
-class Encoder(ABC):
-    """Embeds chunks (`encode_texts`) and retrieval states (`encode_states`)."""
+class TokenLayout:
+    """Tokenisation and the method's token-id layouts of chunks and states (no engine)."""
 
-    engine: str = "abstract"
-
-    def __init__(self, spec: ModelSpec, *, max_tokens: int = 128, batch_size: int = 64) -> None:
+    def __init__(self, spec: ModelSpec, max_tokens: int = 128) -> None:
         from tokenizers import Tokenizer
 
         self.spec = spec
         self.max_tokens = min(max_tokens, MAX_POSITIONS)
-        self.batch_size = batch_size
         self.tokenizer = Tokenizer.from_file(str(Path(spec.path) / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
@@ -45,25 +42,44 @@ class Encoder(ABC):
         """Word-piece ids of each text, without special tokens and untruncated."""
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
-    def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
-        """Embed chunks: returns (float32 (n, dim), word-piece count of each text before truncation)."""
-        pieces = self.piece_ids(texts)
-        cap = self.max_tokens - 2
-        ids = [[self.cls_id, *p[:cap], self.sep_id] for p in pieces]
-        return self.embed_ids(ids), [len(p) for p in pieces]
+    def _chunk_row(self, pieces: list[int]) -> list[int]:
+        return [self.cls_id, *pieces[: self.max_tokens - 2], self.sep_id]
 
-    def encode_states(self, states: Sequence[Sequence[str]], piece_tokens: int = 64) -> np.ndarray:
-        """Embed states; each state is [question, chunk, chunk, ...] (chunks already sorted by position)."""
+    def chunk_rows(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of chunks: `[CLS] chunk [SEP]`, truncated to max_tokens."""
+        return [self._chunk_row(p) for p in self.piece_ids(texts)]
+
+    def state_rows(self, states: Sequence[Sequence[str]], piece_tokens: int = 64) -> list[list[int]]:
+        """Token ids of states [question, chunk, ...]: `[CLS] q [SEP] c1 [SEP] ...`, each piece capped."""
         flat = [text for state in states for text in state]
         pieces = iter(self.piece_ids(flat))
-        ids = []
+        rows = []
         for state in states:
             row = [self.cls_id]
             for _ in state:
                 row.extend(next(pieces)[:piece_tokens])
                 row.append(self.sep_id)
-            ids.append(row[: MAX_POSITIONS - 1] + [self.sep_id] if len(row) > MAX_POSITIONS else row)
-        return self.embed_ids(ids)
+            rows.append(row[: MAX_POSITIONS - 1] + [self.sep_id] if len(row) > MAX_POSITIONS else row)
+        return rows
+
+
+class Encoder(TokenLayout, ABC):
+    """Embeds chunks (`encode_texts`) and retrieval states (`encode_states`)."""
+
+    engine: str = "abstract"
+
+    def __init__(self, spec: ModelSpec, *, max_tokens: int = 128, batch_size: int = 64) -> None:
+        super().__init__(spec, max_tokens)
+        self.batch_size = batch_size
+
+    def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """Embed chunks: returns (float32 (n, dim), word-piece count of each text before truncation)."""
+        pieces = self.piece_ids(texts)
+        return self.embed_ids([self._chunk_row(p) for p in pieces]), [len(p) for p in pieces]
+
+    def encode_states(self, states: Sequence[Sequence[str]], piece_tokens: int = 64) -> np.ndarray:
+        """Embed states; each state is [question, chunk, chunk, ...] (chunks already sorted by position)."""
+        return self.embed_ids(self.state_rows(states, piece_tokens))
 
     def embed_ids(self, ids: list[list[int]]) -> np.ndarray:
         """Embed token-id rows, in batches sorted by length so padding stays small."""

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..embed.encoder import MAX_POSITIONS, Encoder
+from ..embed.encoder import TokenLayout, Encoder
 from ..embed.models import ModelSpec, Pooling
 from ..errors import InputError, ModelLoadError
 from ..search.positions import BASE
@@ -54,32 +54,8 @@ def twin_q(s: torch.Tensor, ra: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return (s[..., :h] * ra[..., :h]).sum(-1), (s[..., h:] * ra[..., h:]).sum(-1)
 
 
-class Tokens(Encoder):
+class Tokens(TokenLayout):
     """The inference encoder's tokenisation and state layout, without an engine (ids only)."""
-
-    def __init__(self, spec: ModelSpec, max_tokens: int) -> None:
-        super().__init__(spec, max_tokens=max_tokens)
-
-    def state_rows(self, states: Sequence[Sequence[str]], piece_tokens: int) -> list[list[int]]:
-        """Token ids of states [question, chunk, ...], laid out exactly as `Encoder.encode_states`."""
-        flat = [text for state in states for text in state]
-        pieces = iter(self.piece_ids(flat))
-        rows = []
-        for state in states:
-            row = [self.cls_id]
-            for _ in state:
-                row.extend(next(pieces)[:piece_tokens])
-                row.append(self.sep_id)
-            rows.append(row[: MAX_POSITIONS - 1] + [self.sep_id] if len(row) > MAX_POSITIONS else row)
-        return rows
-
-    def chunk_rows(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of chunks, laid out exactly as `Encoder.encode_texts`."""
-        cap = self.max_tokens - 2
-        return [[self.cls_id, *p[:cap], self.sep_id] for p in self.piece_ids(texts)]
-
-    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
 
 
 def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
