@@ -1,37 +1,69 @@
-"""`qrag index` as a library call: corpus -> chunks -> embeddings -> store -> ANN -> manifest.
+"""`qrag index` as a library call: corpus -> chunks -> shards of embeddings -> index files -> ANN -> manifest.
 
-Streaming: chunks are embedded and written in groups, so memory does not grow with the corpus.
-Atomic: everything is written into a hidden sibling folder `.NAME.partial-PID`; the manifest is
-written last and the folder renamed into place only when complete. On any error or Ctrl-C the
-partial folder is removed; after `kill -9` it stays behind without a manifest under a name that
-`qrag query` never opens, and the next build of the same output removes it.
+Bounded memory: chunks are read as a stream and embedded and written one shard (`shard_chunks`
+chunks) at a time; the data files are then concatenated from the shards and the ANN index is built
+from the memory-mapped vectors. Nothing grows with the corpus but the ANN library's own graph.
+
+Atomic and resumable: everything is written into the hidden sibling folder `.NAME.building`, locked
+by `.NAME.lock` (a second build of the same output refuses at once); the manifest is written last and
+the folder renamed into place only when complete. A finished shard is never redone: after Ctrl-C,
+a full disk or `kill -9`, the same command with `--resume` checks that the corpus still gives the
+same chunks (a digest per shard) and the same settings, verifies the shards' checksums, and goes on
+from the first unfinished shard. Embedding groups never cross a shard boundary, so a resumed build
+computes exactly the vectors of an uninterrupted one.
+
+Append (`--append DIR`): the new documents are embedded into shards the same way (positions and
+document count continue the index's), then the index's files and the new shards are concatenated
+into a new folder that replaces DIR only when complete; the ANN index is rebuilt over all vectors.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
+import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .atomic import install_folder, write_json_atomic
 from .corpus.chunking import iter_chunks
-from .corpus.readers import open_corpus
+from .corpus.readers import Corpus, open_corpus
 from .embed.encoder import Encoder, load_encoder
 from .embed.models import resolve_roles
-from .errors import InputError, OutputExistsError
-from .atomic import install_folder, write_json_atomic
+from .errors import InputError, OutputExistsError, StorageError
 from .search.registry import build_ann
 from .settings import IndexSettings, to_dict
-from .store.manifest import CHUNKS, MANIFEST, SETTINGS, VECTORS, new_manifest
-from .store.writer import IndexWriter, file_digest
+from .store.checksums import file_digest
+from .store.lock import FolderLock
+from .store.manifest import (
+    CHUNKS,
+    MANIFEST,
+    SETTINGS,
+    VECTORS,
+    check_model,
+    new_manifest,
+)
+from .store.reader import IndexReader
+from .store.shards import RowDigest, ShardInfo, ShardStore, assemble
+from .store.writer import IndexWriter
 
 DEFAULT_HOME = Path("indexes")
-PARTIAL = ".partial-"
+PARTIAL = ".partial-"  # folders of builds before resumable builds (removed when found stale)
+BUILDING = ".building"
+BUILD_JSON = "build.json"
+BUILD_FORMAT = "qrag-build"
+BUILD_FORMAT_VERSION = 1
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                  errno.ENOTDIR, errno.EEXIST}
+#: settings that may differ between an interrupted build and its --resume
+RESUME_FREE = ("resume", "overwrite", "threads")
 
 
 @dataclass
@@ -45,6 +77,8 @@ class BuildProgress:
     bytes_total: int | None = None
     ann_done: int = 0
     ann_total: int = 0
+    shards_done: int = 0
+    shards_resumed: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,15 +90,31 @@ class BuildReport:
     seconds: float
     embed_seconds: float
     ann_seconds: float
+    shards: int = 0
+    shards_resumed: int = 0
+    appended_chunks: int = 0
+    embedded_tokens: int = 0  # tokens embedded by this run (not by the interrupted run it resumed)
+
+
+@dataclass(frozen=True)
+class _Base:
+    """The index an --append extends."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    rows: int
+    tokens: int
+    documents: int
+    last_doc: str | None
 
 
 def default_out(corpus_name: str) -> Path:
     return DEFAULT_HOME / corpus_name
 
 
-def _groups(chunks: Iterator, size: int) -> Iterator[list]:
-    while group := list(itertools.islice(chunks, size)):
-        yield group
+def work_folder(out: Path) -> Path:
+    """Where a build of `out` writes until it is complete."""
+    return out.parent / f".{out.name}{BUILDING}"
 
 
 def build_index(
@@ -74,80 +124,265 @@ def build_index(
     warn: Callable[[str], None] | None = None,
     encoder: Encoder | None = None,
 ) -> BuildReport:
-    """Build an index as `settings` say; returns what was built. Raises QragError subclasses."""
+    """Build (or extend, or resume) an index as `settings` say. Raises QragError subclasses."""
     settings.chunker.validate()
     if settings.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
+    if settings.shard_chunks < 1:
+        raise InputError("--shard-chunks must be at least 1")
+    base = None
+    if settings.append:
+        settings, base = _append_settings(settings)
     corpus = open_corpus(settings.corpus, on_warning=warn)
     out = Path(settings.out) if settings.out else default_out(corpus.name)
-    if out.exists() and not settings.overwrite:
-        raise OutputExistsError(f"{out} exists: choose another --out or pass --overwrite")
+    if base is None and out.exists() and not settings.overwrite:
+        raise OutputExistsError(f"{out} exists: choose another --out, pass --overwrite, or --append to it")
     spec = encoder.spec if encoder is not None else resolve_roles(settings.model)[1]  # chunks: the action side
+    if base is not None:
+        check_model(base.manifest, spec.describe(), base.folder)
     enc = encoder or load_encoder(
         spec, max_tokens=settings.max_tokens, batch_size=settings.batch_size, threads=settings.threads
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out)
-    tmp = out.parent / f".{out.name}{PARTIAL}{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    t0 = time.perf_counter()
-    writer = IndexWriter(tmp, spec.dim, chunks_name=CHUNKS, vectors_name=VECTORS)
     try:
-        state = BuildProgress("embed", bytes_total=corpus.bytes_total)
-        for group in _groups(iter_chunks(corpus, settings.chunker), settings.batch_size * 16):
-            vectors, tokens = enc.encode_texts([c.text for c in group])
-            writer.add(group, vectors, tokens)
-            state.chunks, state.tokens, state.bytes_read = writer.rows, writer.tokens, corpus.bytes_read
-            if progress:
-                progress(state)
-        files = writer.close()
-        if writer.rows == 0:
-            raise InputError(f"empty corpus: no text to index in {settings.corpus}")
-        t_embed = time.perf_counter()
-        vectors_mm = np.load(tmp / VECTORS, mmap_mode="r")
-        state.phase, state.ann_total = "ann", writer.rows
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with FolderLock(out):
+            _remove_stale_partials(out)
+            return _Build(settings, corpus, out, enc, base, progress, warn).run()
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise StorageError(_storage_message(exc, out)) from exc
+        raise
+
+
+def _storage_message(exc: OSError, out: Path) -> str:
+    work = work_folder(out)
+    kept = len(list((work / "shards").glob("*.json"))) if work.is_dir() else 0
+    where = exc.filename or out
+    msg = f"cannot write {where}: {exc.strerror or exc}"
+    if kept:
+        msg += f"; {kept} finished shard(s) are kept in {work}: fix this and run the same command with --resume"
+    return msg
+
+
+class _Build:
+    """One run of a build: prepare the work folder, write the missing shards, assemble, install."""
+
+    def __init__(self, settings: IndexSettings, corpus: Corpus, out: Path, enc: Encoder, base: _Base | None,
+                 progress: Callable[[BuildProgress], None] | None, warn: Callable[[str], None] | None) -> None:
+        self.s, self.corpus, self.out, self.enc, self.base = settings, corpus, out, enc, base
+        self.progress, self.warn = progress, warn
+        self.work = work_folder(out)
+        self.store = ShardStore(self.work)
+        self.state = BuildProgress("embed", bytes_total=corpus.bytes_total)
+        self.resumed_tokens = 0
+
+    def run(self) -> BuildReport:
+        t0 = time.perf_counter()
+        shards = self._prepare()
+        try:
+            shards = self._embed(shards)
+            t_embed = time.perf_counter()
+            report = self._finish(shards, t0, t_embed)
+        except BaseException as exc:
+            kept = len(list(self.store.dir.glob("*.json"))) if self.store.dir.is_dir() else 0
+            if kept == 0:
+                shutil.rmtree(self.work, ignore_errors=True)
+            elif self.warn and isinstance(exc, KeyboardInterrupt):
+                self.warn(f"interrupted: {kept} finished shard(s) are kept in {self.work}; run the same command "
+                          "with --resume to continue")
+            raise
+        return report
+
+    def _key(self) -> dict[str, Any]:
+        settings = {k: v for k, v in to_dict(self.s).items() if k not in RESUME_FREE}
+        base = None
+        if self.base is not None:
+            base = {k: self.base.manifest["files"][k] for k in (CHUNKS, VECTORS)}
+        return {"format": BUILD_FORMAT, "format_version": BUILD_FORMAT_VERSION, "settings": settings,
+                "model": self.enc.spec.describe(), "base": base}
+
+    def _prepare(self) -> list[ShardInfo]:
+        """Create the work folder, or check and reuse an interrupted one (--resume); the finished shards."""
+        key = self._key()
+        if self.work.exists():
+            finished = list(self.store.dir.glob("*.json")) if self.store.dir.is_dir() else []
+            if self.s.resume and (self.work / BUILD_JSON).is_file():
+                before = _read_json(self.work / BUILD_JSON)
+                if before != key:
+                    diff = _differences(before, key)
+                    raise InputError(
+                        f"the interrupted build in {self.work} was made with other settings ({diff}): repeat its "
+                        "command with --resume, or pass --overwrite instead to start over"
+                    )
+                shards = self.store.finished()
+                self.state.shards_resumed = len(shards)
+                return shards
+            if finished and not self.s.overwrite:
+                raise InputError(
+                    f"an interrupted build of {self.out} is in {self.work} ({len(finished)} finished shard(s)): "
+                    "pass --resume to continue it, or --overwrite to discard it"
+                )
+            shutil.rmtree(self.work)
+        elif self.s.resume and self.warn:
+            self.warn(f"no interrupted build of {self.out} to resume: building from the start")
+        self.store.dir.mkdir(parents=True)
+        write_json_atomic(self.work / BUILD_JSON, key)
+        return []
+
+    def _chunks(self) -> Iterator:
+        first = self.base.rows if self.base else 0
+        return iter_chunks(self.corpus, self.s.chunker, first_position=first)
+
+    def _embed(self, shards: list[ShardInfo]) -> list[ShardInfo]:
+        chunks = self._chunks()
+        last_doc = self.base.last_doc if self.base else None
+        st = self.state
+        for info in shards:  # skip what is done, checking the corpus still gives the same chunks
+            digest = RowDigest()
+            part = list(itertools.islice(chunks, info.rows))
+            digest.update(part)
+            if len(part) != info.rows or digest.hexdigest() != info.text_digest:
+                raise InputError(
+                    f"the corpus {self.s.corpus} no longer gives the chunks of shard {info.number} of the "
+                    f"interrupted build in {self.work}: pass --overwrite instead of --resume to start over"
+                )
+            last_doc = info.last_doc
+            st.chunks += info.rows
+            st.tokens += info.tokens
+            st.shards_done += 1
+            self.resumed_tokens += info.tokens
+        while part := list(itertools.islice(chunks, self.s.shard_chunks)):
+            info = self._write_shard(len(shards), part, last_doc)
+            shards.append(info)
+            last_doc = info.last_doc
+            st.shards_done += 1
+            self._report()
+        if not shards:
+            raise InputError(f"empty corpus: no text to index in {self.s.corpus}")
+        return shards
+
+    def _write_shard(self, number: int, part: list, last_doc: str | None) -> ShardInfo:
+        arrow, npy, _ = self.store.names(number)
+        writer = IndexWriter(self.store.dir, self.enc.spec.dim, chunks_name=arrow, vectors_name=npy,
+                             last_doc=last_doc)
+        digest = RowDigest()
+        try:
+            group = self.s.batch_size * 16
+            for lo in range(0, len(part), group):
+                chunks = part[lo : lo + group]
+                vectors, tokens = self.enc.encode_texts([c.text for c in chunks])
+                writer.add(chunks, vectors, tokens)
+                digest.update(chunks)
+                self.state.chunks += len(chunks)
+                self.state.tokens += int(sum(tokens))
+                self.state.bytes_read = self.corpus.bytes_read
+                self._report()
+            files = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        info = ShardInfo(number, writer.rows, writer.tokens, writer.documents, writer.last_doc,
+                         digest.hexdigest(), files)
+        self.store.finish(info)
+        return info
+
+    def _report(self) -> None:
+        if self.progress:
+            self.progress(self.state)
+
+    def _finish(self, shards: list[ShardInfo], t0: float, t_embed: float) -> BuildReport:
+        s, work, base, dim = self.s, self.work, self.base, self.enc.spec.dim
+        new_rows = sum(i.rows for i in shards)
+        rows = new_rows + (base.rows if base else 0)
+        tokens = sum(i.tokens for i in shards) + (base.tokens if base else 0)
+        documents = sum(i.documents for i in shards) + (base.documents if base else 0)
+        parts = [(base.folder / CHUNKS, base.folder / VECTORS)] if base else []
+        parts += [i.paths(work) for i in shards]
+        assemble(parts, work / CHUNKS, work / VECTORS, rows, dim)
+        vectors_mm = np.load(work / VECTORS, mmap_mode="r")
+        self.state.phase, self.state.ann_total = "ann", rows
 
         def ann_progress(done: int, total: int) -> None:
-            state.ann_done, state.ann_total = done, total
-            if progress:
-                progress(state)
+            self.state.ann_done, self.state.ann_total = done, total
+            self._report()
 
-        ann_info = build_ann(
-            settings.ann.backend, vectors_mm, tmp, settings.ann,
-            seed=settings.seed, threads=settings.threads, progress=ann_progress,
-        )
+        ann_info = build_ann(s.ann.backend, vectors_mm, work, s.ann, seed=s.seed, threads=s.threads,
+                             progress=ann_progress)
         del vectors_mm
         t_ann = time.perf_counter()
-        write_json_atomic(tmp / SETTINGS, to_dict(settings))
+        write_json_atomic(work / SETTINGS, to_dict(s))
+        corpus = {"name": self.corpus.name, "source": str(s.corpus), "documents": documents, "chunks": rows,
+                  "tokens": tokens}
+        if base is not None:
+            bc = base.manifest["corpus"]
+            corpus.update(name=bc["name"], source=bc["source"],
+                          appended=[*bc.get("appended", []), {"source": str(s.corpus), "chunks": new_rows}])
+        files = {f: file_digest(work / f) for f in (CHUNKS, VECTORS, *ann_info.get("files", []))}
         manifest = new_manifest(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            seed=settings.seed,
-            model={**spec.describe(), "ref": settings.model, "max_tokens": enc.max_tokens},
-            corpus={
-                "name": corpus.name,
-                "source": str(settings.corpus),
-                "documents": writer.documents,
-                "chunks": writer.rows,
-                "tokens": writer.tokens,
-            },
-            chunker=to_dict(settings.chunker),
-            ann={**to_dict(settings.ann), **ann_info},
+            seed=s.seed,
+            model={**self.enc.spec.describe(), "ref": s.model, "max_tokens": self.enc.max_tokens},
+            corpus=corpus,
+            chunker=to_dict(s.chunker),
+            ann={**to_dict(s.ann), **ann_info},
             store={"chunks": CHUNKS, "vectors": VECTORS, "vector_dtype": "float16"},
-            files={**files, **{f: file_digest(tmp / f) for f in ann_info.get("files", [])}},
-            build={"seconds": round(t_ann - t0, 3), "embed_engine": enc.engine},
+            files=files,
+            build={"seconds": round(t_ann - t0, 3), "embed_engine": self.enc.engine, "shards": len(shards),
+                   "shard_chunks": s.shard_chunks, "shards_resumed": self.state.shards_resumed},
         )
-        write_json_atomic(tmp / MANIFEST, manifest)
-        install_folder(tmp, out)
-    except BaseException:
-        writer.abort()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return BuildReport(out, writer.documents, writer.rows, writer.tokens, t_ann - t0, t_embed - t0, t_ann - t_embed)
+        write_json_atomic(work / MANIFEST, manifest)
+        self.store.remove()
+        (work / BUILD_JSON).unlink()
+        install_folder(work, self.out)
+        return BuildReport(self.out, documents, rows, tokens, t_ann - t0, t_embed - t0, t_ann - t_embed,
+                           len(shards), self.state.shards_resumed, new_rows if base else 0,
+                           self.state.tokens - self.resumed_tokens)
+
+
+def _append_settings(settings: IndexSettings) -> tuple[IndexSettings, _Base]:
+    """The settings of an --append: the index's own model, chunking, token cap and ANN; its folder as --out."""
+    folder = Path(settings.append)
+    if settings.out and Path(settings.out).resolve() != folder.resolve():
+        raise InputError("--append writes into the index it extends: leave out --out")
+    if settings.overwrite:
+        raise InputError("--append and --overwrite do not go together")
+    reader = IndexReader(folder)
+    m = reader.manifest
+    recorded = _read_json(folder / SETTINGS)
+    if settings.model not in ("default", m["model"].get("ref")):
+        raise InputError(f"--append uses the index's own model ({m['model'].get('ref')}): leave out --model")
+    from .settings import AnnSettings, ChunkerSettings
+
+    merged = replace(
+        settings, out=str(folder), model=m["model"].get("ref", "default"),
+        chunker=ChunkerSettings(**m["chunker"]),
+        ann=AnnSettings(**{k: recorded["ann"][k] for k in AnnSettings.__dataclass_fields__}),
+        max_tokens=int(m["model"].get("max_tokens", settings.max_tokens)),
+        batch_size=int(recorded.get("batch_size", settings.batch_size)),
+    )
+    n = len(reader)
+    base = _Base(folder, m, n, int(m["corpus"]["tokens"]), int(m["corpus"]["documents"]),
+                 reader.chunk(n - 1).doc if n else None)
+    return merged, base
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is unreadable ({exc}): pass --overwrite to start over") from exc
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        found = [_differences(a.get(k), b.get(k), f"{prefix}{k}.") for k in keys if a.get(k) != b.get(k)]
+        return ", ".join(found)
+    return f"{prefix.rstrip('.')}: {a!r} then, {b!r} now"
 
 
 def _remove_stale_partials(out: Path) -> None:
-    """Remove partial folders of earlier builds of `out` whose process is gone."""
+    """Remove partial folders of builds from before resumable builds whose process is gone."""
     for p in out.parent.glob(f".{out.name}{PARTIAL}*"):
         pid = p.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):

@@ -118,6 +118,8 @@ def index_cmd(
     corpus: str = typer.Argument(..., help=H_INDEX["corpus"]),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=H_INDEX["out"]),
     overwrite: bool = typer.Option(D_INDEX.overwrite, "--overwrite", help=H_INDEX["overwrite"]),
+    resume: bool = typer.Option(D_INDEX.resume, "--resume", help=H_INDEX["resume"]),
+    append: Optional[Path] = typer.Option(None, "--append", help=H_INDEX["append"]),
     model: str = typer.Option(D_INDEX.model, "--model", help=H_INDEX["model"]),
     chunker: str = typer.Option(D_CHUNK.kind, "--chunker", help=H_CHUNK["kind"]),
     max_sentence_tokens: int = typer.Option(D_CHUNK.max_sentence_tokens, help=H_CHUNK["max_sentence_tokens"]),
@@ -128,6 +130,7 @@ def index_cmd(
     ef_construction: int = typer.Option(D_ANN.ef_construction, help=H_ANN["ef_construction"]),
     ef: int = typer.Option(D_ANN.ef, "--ef", help=H_ANN["ef"]),
     batch_size: int = typer.Option(D_INDEX.batch_size, help=H_INDEX["batch_size"]),
+    shard_chunks: int = typer.Option(D_INDEX.shard_chunks, help=H_INDEX["shard_chunks"]),
     max_tokens: int = typer.Option(D_INDEX.max_tokens, help=H_INDEX["max_tokens"]),
     threads: int = typer.Option(D_INDEX.threads, help=H_INDEX["threads"]),
     seed: int = typer.Option(D_INDEX.seed, help=H_INDEX["seed"]),
@@ -136,10 +139,11 @@ def index_cmd(
     from .api import index
 
     settings = IndexSettings(
-        corpus=corpus, out=str(out) if out else "", overwrite=overwrite, model=model,
+        corpus=corpus, out=str(out) if out else "", overwrite=overwrite, resume=resume,
+        append=str(append) if append else "", model=model,
         chunker=ChunkerSettings(chunker, max_sentence_tokens, window, overlap),
         ann=AnnSettings(backend, m, ef_construction, ef),
-        batch_size=batch_size, max_tokens=max_tokens, threads=threads, seed=seed,
+        batch_size=batch_size, shard_chunks=shard_chunks, max_tokens=max_tokens, threads=threads, seed=seed,
     )
     display = BuildDisplay()
     with display.progress:
@@ -147,8 +151,11 @@ def index_cmd(
                                                                                  soft_wrap=True))
     summary = {
         "index": str(report.out), "documents": report.documents, "chunks": report.chunks, "tokens": report.tokens,
-        "seconds": round(report.seconds, 2), "tokens_per_s": round(report.tokens / max(report.embed_seconds, 1e-9)),
+        "seconds": round(report.seconds, 2), "tokens_per_s": round(report.embedded_tokens / max(report.embed_seconds, 1e-9)),
+        "shards": report.shards, "shards_resumed": report.shards_resumed,
     }
+    if append:
+        summary["appended_chunks"] = report.appended_chunks
     _emit_summary(summary)
 
 

@@ -56,3 +56,15 @@ class TrainingError(QragError):
     """Training cannot go on (the loss became NaN or infinite); the last good checkpoint is kept."""
 
     exit_code = EXIT_RUNTIME
+
+
+class BusyError(QragError):
+    """Another process holds the write lock of the folder (two builds into one index at once)."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class StorageError(QragError):
+    """The output cannot be written: disk full, no permission, read-only file system."""
+
+    exit_code = EXIT_RUNTIME

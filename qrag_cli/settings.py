@@ -55,11 +55,14 @@ class IndexSettings:
 
     corpus: str = _f("", "Corpus: a .txt/.jsonl file (optionally .gz/.xz), a folder of .txt files, or '-'.")
     out: str = _f("", "Output folder (default indexes/<corpus-name>).")
-    overwrite: bool = _f(False, "Replace an existing index at --out.")
+    overwrite: bool = _f(False, "Replace an existing index at --out (or discard an interrupted build of it).")
+    resume: bool = _f(False, "Continue an interrupted build of --out (run the same command again with --resume).")
+    append: str = _f("", "Add the corpus's documents to this existing index (its own model and chunking are used).")
     model: str = _f("default", "Embedder: 'default' (all-MiniLM-L6-v2) or a model folder.")
     chunker: ChunkerSettings = field(default_factory=ChunkerSettings)
     ann: AnnSettings = field(default_factory=AnnSettings)
     batch_size: int = _f(64, "Chunks embedded per batch.")
+    shard_chunks: int = _f(16384, "Chunks per shard: the unit of work a resumed build does not redo.")
     max_tokens: int = _f(128, "Embedder token cap per chunk (longer chunks are truncated when embedded).")
     threads: int = _f(0, "CPU threads for embedding and index build (0: all cores).")
     seed: int = _f(

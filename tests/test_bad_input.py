@@ -27,7 +27,8 @@ def one_line_error(res, code, fragment):
 
 
 def leftovers(folder):
-    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name)
+    return sorted(p.name for p in folder.iterdir()
+                  if ".partial-" in p.name or ".old-" in p.name or p.name.endswith(".building"))
 
 
 @pytest.fixture()

@@ -21,17 +21,16 @@ def make_splitter(settings: ChunkerSettings) -> Splitter:
     return lambda blocks: split_sentences(blocks, settings.max_sentence_tokens)
 
 
-def iter_chunks(corpus: Corpus, settings: ChunkerSettings) -> Iterator[Chunk]:
-    """Every chunk of `corpus`, documents in order, with global positions 0, 1, 2, ...
+def iter_chunks(corpus: Corpus, settings: ChunkerSettings, first_position: int = 0) -> Iterator[Chunk]:
+    """Every chunk of `corpus`, documents in order, with global positions first_position, +1, +2, ...
 
     The settings are validated at once (`InputError`), before anything is read. An empty corpus
     yields nothing (the caller decides whether that is an error).
     """
-    return _chunks(corpus, make_splitter(settings))
+    return _chunks(corpus, make_splitter(settings), first_position)
 
 
-def _chunks(corpus: Corpus, split: Splitter) -> Iterator[Chunk]:
-    position = 0
+def _chunks(corpus: Corpus, split: Splitter, position: int) -> Iterator[Chunk]:
     for doc in corpus.documents():
         for start, end, text in split(doc.blocks):
             yield Chunk(doc.id, position, start, end, text)

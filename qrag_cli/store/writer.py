@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..corpus.types import Chunk
+from .checksums import file_digest
 
 CHUNK_SCHEMA = pa.schema(
     [
@@ -41,25 +41,20 @@ def npy_header(rows: int, dim: int) -> bytes:
     return b"\x93NUMPY\x01\x00" + body_len.to_bytes(2, "little") + body.encode("latin1")
 
 
-def file_digest(path: Path) -> dict[str, object]:
-    """Size and SHA-256 of a file, as recorded in the manifest."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
-
-
 class IndexWriter:
     """Appends chunks and their vectors to a (temporary) index folder."""
 
-    def __init__(self, folder: Path, dim: int, *, chunks_name: str, vectors_name: str, rows_per_batch: int = 8192):
+    def __init__(
+        self, folder: Path, dim: int, *, chunks_name: str, vectors_name: str, rows_per_batch: int = 8192,
+        last_doc: str | None = None,
+    ):
+        """`last_doc`: the document of the chunk before the first one added (continuing a corpus)."""
         self.folder = folder
         self.dim = dim
         self.rows = 0
         self.tokens = 0
         self.documents = 0
-        self._last_doc: str | None = None
+        self.last_doc = last_doc
         self._rows_per_batch = rows_per_batch
         self._pending: list[Chunk] = []
         self._pending_tokens: list[int] = []
@@ -76,9 +71,9 @@ class IndexWriter:
             raise ValueError(f"expected vectors of shape {(len(chunks), self.dim)}, got {vectors.shape}")
         self._vec.write(np.ascontiguousarray(vectors, dtype="<f2").tobytes())
         for c in chunks:
-            if c.doc != self._last_doc:
+            if c.doc != self.last_doc:
                 self.documents += 1
-                self._last_doc = c.doc
+                self.last_doc = c.doc
         self._pending.extend(chunks)
         self._pending_tokens.extend(tokens)
         self.rows += len(chunks)
