@@ -113,7 +113,8 @@ class QuerySession:
             backend, self.index.folder, self.index.vectors, _ann_settings(ann),
             ef=settings.ef or None, threads=settings.threads,
         )
-        self.retriever = MultiStepRetriever(encoder, self.index, self.backend, piece_tokens=settings.piece_tokens)
+        self.retriever = MultiStepRetriever(encoder, self.index, self.backend, piece_tokens=settings.piece_tokens,
+                                            positional=settings.positional, candidates=settings.candidates)
 
     def ask(self, questions: list[Question]) -> list[dict[str, Any]]:
         """Run the loop for a batch of questions; one result object per question."""

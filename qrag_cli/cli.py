@@ -181,6 +181,8 @@ def query_cmd(
     piece_tokens: int = typer.Option(D_QUERY.piece_tokens, help=H_QUERY["piece_tokens"]),
     backend: str = typer.Option(D_QUERY.backend, "--backend", help=H_QUERY["backend"]),
     ef: int = typer.Option(D_QUERY.ef, "--ef", help=H_QUERY["ef"]),
+    positional: str = typer.Option(D_QUERY.positional, "--positional", help=H_QUERY["positional"]),
+    candidates: int = typer.Option(D_QUERY.candidates, "--candidates", help=H_QUERY["candidates"]),
     threads: int = typer.Option(D_QUERY.threads, help=H_QUERY["threads"]),
     fmt: str = typer.Option("auto", "--format", "-f", help=f"Output format: {', '.join(FORMATS)}."),
 ) -> None:
@@ -192,7 +194,8 @@ def query_cmd(
         raise InputError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
     settings = QuerySettings(
         index=str(index_dir), model=model, steps=steps, k=k, stop_threshold=stop_threshold,
-        piece_tokens=piece_tokens, backend=backend, ef=ef, threads=threads,
+        piece_tokens=piece_tokens, backend=backend, ef=ef, positional=positional, candidates=candidates,
+        threads=threads,
     )
     if questions:
         asked = [Question(str(i), q) for i, q in enumerate(questions, 1)]

@@ -85,6 +85,11 @@ class QuerySettings:
     piece_tokens: int = _f(64, "Per-piece token cap of the state text (question and each chunk).")
     backend: str = _f("", "Search backend override: 'exact', 'hnswlib' or 'usearch' (default: manifest).")
     ef: int = _f(0, "HNSW ef override (0: the value in the manifest).")
+    positional: str = _f(
+        "auto", "Search for models with rotary positions: 'exact' (range by range over all vectors), 'approx' "
+        "(ANN candidates per range, re-scored exactly) or 'auto' (approx from 100k chunks on an ANN backend)."
+    )
+    candidates: int = _f(64, "Approximate positional search: ANN candidates fetched per position range.")
     threads: int = _f(0, "CPU threads (0: all cores).")
 
     def validate(self) -> None:

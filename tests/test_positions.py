@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qrag_cli.search.positions import chunk_positions, exact_rotary_search, position_ranges, rotate
+from qrag_cli.search.exact import ExactBackend
+from qrag_cli.search.positions import (
+    approx_rotary_search,
+    chunk_positions,
+    exact_rotary_search,
+    position_ranges,
+    rotate,
+)
 
 
 def test_integer_positions_for_12_chunks_with_chunk_4_retrieved():
@@ -67,7 +74,8 @@ def test_greedy_never_picks_a_retrieved_chunk():
     assert exact_rotary_search(vectors, state, retrieved, 1)[0].size == 0
 
 
-def test_the_loop_applies_positions_of_a_position_trained_model(tmp_path, tiny_model):
+@pytest.mark.parametrize("positional", ["exact", "approx"])
+def test_the_loop_applies_positions_of_a_position_trained_model(tmp_path, tiny_model, positional):
     """A model whose pooling declares integer positions: each step's choice is the brute-force argmax of
     <s, R(p) a> over unretrieved chunks, with the state re-embedded from the chunks sorted by position."""
     import json
@@ -75,15 +83,17 @@ def test_the_loop_applies_positions_of_a_position_trained_model(tmp_path, tiny_m
 
     from qrag_cli.api import Question, QuerySession
     from qrag_cli.build import build_index
-    from qrag_cli.settings import IndexSettings, QuerySettings
+    from qrag_cli.settings import AnnSettings, IndexSettings, QuerySettings
 
     model = tmp_path / "pos-model"
     shutil.copytree(tiny_model, model)
     (model / "qrag_pooling.json").write_text(json.dumps({"normalize": False, "scale": 4.0, "positions": "int"}))
     corpus = tmp_path / "c.txt"
     corpus.write_text(" ".join(f"Person {i} walked to the room number {i % 7}." for i in range(60)))
-    build_index(IndexSettings(corpus=str(corpus), out=str(tmp_path / "ix"), model=str(model), ann=_exact()))
-    session = QuerySession(QuerySettings(index=str(tmp_path / "ix"), steps=4))
+    ann = _exact() if positional == "exact" else AnnSettings()  # approx: usearch candidates
+    build_index(IndexSettings(corpus=str(corpus), out=str(tmp_path / "ix"), model=str(model), ann=ann))
+    session = QuerySession(QuerySettings(index=str(tmp_path / "ix"), steps=4, positional=positional))
+    assert session.retriever.positional == positional
     [result] = session.ask([Question("1", "Where did person 3 walk?")])
     vectors = session.index.vectors.astype(np.float32)
     retrieved: list[int] = []
@@ -97,7 +107,82 @@ def test_the_loop_applies_positions_of_a_position_trained_model(tmp_path, tiny_m
         retrieved.append(step["chunk"])
 
 
+def _all_candidates(vectors):
+    backend = ExactBackend(vectors)
+    return lambda qs, fetch, ex: backend.search(qs, fetch, ex)[0]
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_approximate_mode_with_complete_candidates_equals_exact(integer):
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((2000, 64)).astype(np.float16)
+    for retrieved in ([], [5], [5, 6, 1500], [0, 999, 1999]):
+        state = rng.standard_normal(64).astype(np.float32)
+        want = exact_rotary_search(vectors, state, retrieved, 5, integer=integer)
+        got = approx_rotary_search(vectors, state, retrieved, 5, _all_candidates(vectors), integer=integer,
+                                   fetch=2000)
+        assert got[0].tolist() == want[0].tolist()
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-4)
+
+
+def test_approximate_mode_scores_small_ranges_exactly_and_never_returns_retrieved():
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((1000, 32)).astype(np.float16)
+    state = rng.standard_normal(32).astype(np.float32)
+    nothing = lambda qs, fetch, ex: np.full((len(qs), fetch), -1, dtype=np.int64)  # noqa: E731
+    retrieved = [500, 510]  # the segment 501..509 is made of small ranges
+    small = [i for a, b, _ in position_ranges(1000, retrieved) if b - a <= 16 for i in range(a, b)
+             if i not in retrieved]
+    assert set(range(501, 510)) <= set(small) and len(small) < 20
+    ids, scores = approx_rotary_search(vectors, state, retrieved, 50, nothing, exact_rows=16)
+    assert sorted(ids.tolist()) == small  # the ANN found nothing: only the small ranges were scored
+    p = chunk_positions(1000, retrieved)
+    brute = rotate(vectors.astype(np.float32), p) @ state
+    np.testing.assert_allclose(scores, brute[ids], rtol=1e-4, atol=1e-4)
+    ids, _ = approx_rotary_search(vectors, state, retrieved, 1000, _all_candidates(vectors), fetch=1000)
+    assert len(ids) == 998 and not set(ids.tolist()) & set(retrieved)
+
+
+def test_approximate_mode_on_an_hnsw_index_agrees_with_exact(tmp_path, sentence_vectors):
+    """Recall of the approximate mode against the exact reference on real sentence vectors."""
+    from qrag_cli.search.usearch_backend import UsearchBackend, build_usearch
+    from qrag_cli.settings import AnnSettings
+
+    vectors = sentence_vectors
+    build_usearch(vectors, tmp_path, AnnSettings(), seed=0, threads=1)
+    backend = UsearchBackend.open(tmp_path, vectors, AnnSettings(), threads=1)
+    rng = np.random.default_rng(5)
+    agree = total = 0
+    for _ in range(40):
+        state = vectors[rng.integers(len(vectors))].astype(np.float32)
+        retrieved: list[int] = []
+        for _step in range(3):
+            want = exact_rotary_search(vectors, state, retrieved, 1)[0]
+            got = approx_rotary_search(vectors, state, retrieved, 1,
+                                       lambda qs, fetch, ex: backend.search(qs, fetch, ex)[0])[0]
+            agree += int(got[0] == want[0])
+            total += 1
+            retrieved.append(int(want[0]))
+    assert agree / total >= 0.95, f"approximate agreed on {agree}/{total} steps"
+
+
 def _exact():
     from qrag_cli.settings import AnnSettings
 
     return AnnSettings(backend="exact")
+
+
+def test_query_refuses_an_unknown_positional_mode(tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    from qrag_cli.build import build_index
+    from qrag_cli.cli import app
+    from qrag_cli.settings import IndexSettings
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("Mary went to the garden. John went to the office.")
+    build_index(IndexSettings(corpus=str(corpus), out=str(tmp_path / "ix"), model=str(tiny_model)))
+    res = CliRunner().invoke(app, ["query", "--index", str(tmp_path / "ix"), "--positional", "fast", "q?"])
+    assert res.exit_code == 2 and "unknown positional search 'fast'" in res.stderr
+    res = CliRunner().invoke(app, ["query", "--index", str(tmp_path / "ix"), "--candidates", "0", "q?"])
+    assert res.exit_code == 2 and "--candidates" in res.stderr

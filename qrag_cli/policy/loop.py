@@ -5,9 +5,11 @@ in the corpus, encoded as `[CLS] q [SEP] c1 [SEP] ... [SEP]` (each piece capped 
 The action is the best not-yet-retrieved chunk by inner product with the state embedding. Questions
 are stepped together: one batched state encoding and one batched search per step.
 
-Models trained with relative rotary positions (pooling.positions "int" or "float") are scored
-exactly, range by range over the memory-mapped vectors (`search.positions`); the approximate index
-serves models without positions (plain maximum inner product).
+Models trained with relative rotary positions (pooling.positions "int" or "float") are scored range
+by range (`search.positions`): exactly over the memory-mapped vectors (`positional="exact"`), or
+with the backend's ANN index giving candidates per range and exact re-scoring (`"approx"`); `"auto"`
+takes the approximate mode from `AUTO_APPROX_ROWS` chunks on when the backend is an ANN index.
+Models without positions are plain maximum-inner-product search on the backend.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Protocol
 import numpy as np
 
 from ..embed.encoder import Encoder
-from ..errors import IncompatibleError
+from ..errors import IncompatibleError, InputError
 from ..search.base import SearchBackend
-from ..search.positions import exact_rotary_search
+from ..search.positions import approx_rotary_search, exact_rotary_search
 from ..store.reader import ChunkRecord
 
 
@@ -63,13 +65,28 @@ class Trajectory:
         return kept
 
 
+POSITIONAL_MODES = ("auto", "exact", "approx")
+#: From this many chunks on, "auto" searches positional models approximately (on an ANN backend).
+AUTO_APPROX_ROWS = 100_000
+
+
 class MultiStepRetriever:
     """Runs the retrieval loop over an open index with an encoder and a search backend."""
 
-    def __init__(self, encoder: Encoder, index: ChunkSource, backend: SearchBackend, *, piece_tokens: int = 64):
+    def __init__(self, encoder: Encoder, index: ChunkSource, backend: SearchBackend, *, piece_tokens: int = 64,
+                 positional: str = "auto", candidates: int = 64):
         self.positions = encoder.spec.pooling.positions
         if self.positions not in ("none", "int", "float"):
             raise IncompatibleError(f"model {encoder.spec.name} declares unknown positions {self.positions!r}")
+        if positional not in POSITIONAL_MODES:
+            raise InputError(f"unknown positional search {positional!r}: use one of {', '.join(POSITIONAL_MODES)}")
+        if candidates < 1:
+            raise InputError("--candidates must be at least 1")
+        if positional == "auto":
+            ann = getattr(backend, "name", "exact") != "exact"
+            positional = "approx" if ann and len(index) >= AUTO_APPROX_ROWS else "exact"
+        self.positional = positional
+        self.candidates = candidates
         self.encoder = encoder
         self.index = index
         self.backend = backend
@@ -93,8 +110,7 @@ class MultiStepRetriever:
             if self.positions == "none":
                 ids, scores = self.backend.search(states, k, exclude)
             else:
-                found = [exact_rotary_search(self.index.vectors, s, t.positions(), k,
-                                             integer=self.positions == "int") for s, t in zip(states, active)]
+                found = [self._positional(s, t.positions(), k) for s, t in zip(states, active)]
                 ids, scores = [f[0] for f in found], [f[1] for f in found]
             for t, row_ids, row_scores in zip(active, ids, scores):
                 for i, s in zip(row_ids, row_scores):
@@ -102,3 +118,11 @@ class MultiStepRetriever:
                         continue
                     t.retrieved.append(Retrieved(step, self.index.chunk(int(i)), float(s)))
         return trajectories
+
+    def _positional(self, state: np.ndarray, retrieved: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+        integer = self.positions == "int"
+        if self.positional == "exact":
+            return exact_rotary_search(self.index.vectors, state, retrieved, k, integer=integer)
+        return approx_rotary_search(self.index.vectors, state, retrieved, k,
+                                    lambda qs, fetch, ex: self.backend.search(qs, fetch, ex)[0],
+                                    integer=integer, fetch=self.candidates)

@@ -7,13 +7,16 @@ truncated, so every (segment, bucket) is a contiguous range of chunks sharing on
 exact best action is a maximum over at most 19*(k+1) ranges of <R(-p) s, a>: the state is rotated
 once per range, the chunk vectors never are.
 
+Approximate mode (`approx_rotary_search`): one ANN query per range (the rotated state), candidates
+kept only for their own range and re-scored exactly; small ranges are scored exactly outright.
+
 Rotation: interleaved pairs (2i, 2i+1) of each half of the embedding (the twin halves of the
 Q-function are rotated separately), angle p * 10000^(-2i/d_half).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -96,3 +99,56 @@ def exact_rotary_search(
     order = np.lexsort((top, -scores[top]))
     ids = top[order].astype(np.int64)
     return ids, scores[ids]
+
+
+#: Candidate generator of the approximate mode: queries float32 (r, d), fetch, exclude per query ->
+#: candidate ids int64 (r, <= fetch), -1 where none (e.g. an ANN backend's `search(...)[0]`).
+Candidates = Callable[[np.ndarray, int, Sequence[Collection[int]]], np.ndarray]
+
+
+def approx_rotary_search(
+    vectors: np.ndarray,
+    state: np.ndarray,
+    retrieved: Sequence[int],
+    k: int,
+    candidates: Candidates,
+    *,
+    integer: bool = True,
+    fetch: int = 64,
+    exact_rows: int = 128,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate `exact_rotary_search`: ANN candidates per range, re-scored exactly.
+
+    Each (segment, bucket) range's rotated state `R(-p) s` is one ANN query for `fetch` candidates;
+    a candidate counts only for the query of its own range, and is re-scored exactly (float positions:
+    with its own position). Ranges of at most `exact_rows` chunks (next to retrieved chunks, where
+    answers cluster) are scored exactly outright. Scores are exact; only the candidate set is approximate.
+    """
+    n = vectors.shape[0]
+    s = np.asarray(state, dtype=np.float32)
+    done = set(int(j) for j in retrieved)
+    k = min(k, n - len(done))
+    if k <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    ranges = position_ranges(n, done)
+    ann = [(a, b, p) for a, b, p in ranges if b - a > exact_rows]
+    found: set[int] = set()
+    for a, b, _ in ranges:
+        if b - a <= exact_rows:
+            found.update(range(a, b))
+    if ann:
+        queries = np.stack([rotate(s, -p) for _, _, p in ann])
+        ids = candidates(queries, min(fetch, n), [done] * len(ann))
+        for (a, b, _), row in zip(ann, ids):
+            found.update(int(i) for i in row if a <= i < b)
+    cand = np.array(sorted(found - done), dtype=np.int64)
+    if integer:
+        p = chunk_positions(n, done, integer=True)[cand]
+        rotated = rotate(np.broadcast_to(s, (len(cand), s.shape[0])), -p)  # the state, per candidate's range
+        scores = np.einsum("nd,nd->n", np.asarray(vectors[cand], dtype=np.float32), rotated)
+    else:
+        p = chunk_positions(n, done, integer=False)[cand]
+        scores = rotate(np.asarray(vectors[cand], dtype=np.float32), p) @ s
+    scores = scores.astype(np.float32)
+    order = np.lexsort((cand, -scores))[:k]
+    return cand[order], scores[order]
