@@ -272,6 +272,7 @@ def bench_cmd(
     split: str = typer.Option(D_BENCH.split, "--split", help=H_BENCH["split"]),
     model: str = typer.Option(D_BENCH.model, "--model", help=H_BENCH["model"]),
     trained: str = typer.Option(D_BENCH.trained, "--trained", help=H_BENCH["trained"]),
+    methods: str = typer.Option(D_BENCH.methods, "--methods", help=H_BENCH["methods"]),
     steps: int = typer.Option(D_BENCH.steps, "--steps", help=H_BENCH["steps"]),
     k_dense: int = typer.Option(D_BENCH.k_dense, "--k-dense", help=H_BENCH["k_dense"]),
     stop_threshold: float = typer.Option(D_BENCH.stop_threshold, "--stop-threshold", help=H_BENCH["stop_threshold"]),
@@ -290,6 +291,7 @@ def bench_cmd(
     out = out or f"bench-out/{'data' if data else benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = BenchSettings(
         benchmark=benchmark, tasks=tasks, lengths=lengths, n=n, seed=seed, split=split, model=model, trained=trained,
+        methods=methods,
         steps=steps, k_dense=k_dense, stop_threshold=stop_threshold, data=data, out=out, cache=cache,
         reader_url=reader_url, reader_model=reader_model, reader_timeout=reader_timeout, threads=threads,
     )

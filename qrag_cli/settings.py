@@ -153,6 +153,8 @@ class BenchSettings:
     split: str = _f("test", "Novels and story seeds: 'test' (held out) or 'train'.")
     model: str = _f("default", "Base embedder of the dense baselines: 'default' (all-MiniLM-L6-v2) or a folder.")
     trained: str = _f("", "A trained qrag model folder, evaluated as method 'qrag-trained' (empty: none).")
+    methods: str = _f("", "Comma-separated methods to run (empty: all): dense-topk, bm25-topk, multistep-base, "
+                      "qrag-trained (needs --trained). BM25 re-indexes every context: slow at 10M.")
     steps: int = _f(0, "Retrieval steps of the multi-step methods (0: the task default, 6 babilong, 5 ruler).")
     k_dense: int = _f(0, "k of the single-step dense and BM25 top-k baselines (0: the number of steps).")
     stop_threshold: float = _f(0.5, "Q-threshold stop rule of the multi-step methods (fact F1, chunks kept).")

@@ -182,6 +182,8 @@ def no_model(monkeypatch):
         ({"stop_threshold": float("nan")}, "--stop-threshold"),
         ({"reader_url": "localhost:8000"}, "http://"),
         ({"tasks": " , "}, "empty"),
+        ({"methods": "dense-topk,colbert"}, "unknown method 'colbert'"),
+        ({"methods": "qrag-trained"}, "needs --trained"),
     ],
 )
 def test_bad_settings_fail_before_heavy_work(no_model, kw, message):
@@ -354,6 +356,13 @@ def test_trained_model_is_evaluated_with_its_own_cache(tmp_path, positional_tiny
     assert res["models"]["trained"]["pooling"]["positions"] == "int"
     assert res["models"]["trained"]["checksum"] != res["models"]["base"]["checksum"]
     assert res["data"]["path"] == str(data) and res["settings"]["data"] == str(data)
+    only = run_bench(BenchSettings(data=str(data), trained=str(positional_tiny_model), steps=3, threads=1,
+                                   cache=str(tmp_path / "cache"), methods="qrag-trained,bm25-topk"))
+    assert only["methods"] == ["bm25-topk", "qrag-trained"]
+    assert {r["method"] for r in only["results"]} == {"bm25-topk", "qrag-trained"}
+    timing = ("latency_ms_median", "build_ms_mean", "sentences_embedded_mean")
+    again = next(r for r in only["results"] if r["method"] == "qrag-trained")
+    assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in trained.items() if k not in timing}
 
 
 @pytest.mark.slow

@@ -66,6 +66,7 @@ class Plan:
     steps: int
     k: int
     cache: Path
+    methods: list[str] = field(default_factory=list)
     data: tuple[dict, list[dict]] | None = None  # (header, samples) of --data
 
     def groups(self) -> list[tuple[str, str]]:
@@ -137,9 +138,23 @@ def resolve(settings: BenchSettings) -> Plan:
     steps = s.steps or DEFAULT_STEPS[benchmark]
     k = s.k_dense or steps
     cache = Path(s.cache).expanduser() if s.cache else cache_root() / "bench"
+    methods = _methods(s)
     resolved = replace(s, benchmark=benchmark, tasks=",".join(tasks), lengths=",".join(lengths), steps=steps,
-                       k_dense=k, cache=str(cache))
-    return Plan(resolved, benchmark, tasks, lengths, steps, k, cache, data)
+                       k_dense=k, cache=str(cache), methods=",".join(methods))
+    return Plan(resolved, benchmark, tasks, lengths, steps, k, cache, methods, data)
+
+
+def _methods(s: BenchSettings) -> list[str]:
+    known = [bl.DENSE, bl.BM25, bl.MULTISTEP, bl.TRAINED]
+    if not s.methods:
+        return known if s.trained else known[:3]
+    chosen = _items(s.methods, "methods")
+    unknown = [m for m in chosen if m not in known]
+    if unknown:
+        raise InputError(f"unknown method {unknown[0]!r}: choose from {', '.join(known)}")
+    if bl.TRAINED in chosen and not s.trained:
+        raise InputError("method qrag-trained needs --trained MODEL")
+    return [m for m in known if m in chosen]
 
 
 def _data_settings(s: BenchSettings, benchmark: str, task: str, length: str) -> DataSettings:
@@ -256,12 +271,13 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
 
         hs.novel_split()  # the novels are missing: fail now, before loading any model
 
-    base_spec = resolve_model(s.model)
+    methods = plan.methods
     trained_spec = resolve_model(s.trained) if s.trained else None
     threads = s.threads or os.cpu_count() or 1
-    base_enc = load_encoder(base_spec, threads=threads)
-    encoders = {"base": base_enc}
-    if trained_spec is not None:
+    encoders = {}
+    if bl.DENSE in methods or bl.MULTISTEP in methods:
+        encoders["base"] = load_encoder(resolve_model(s.model), threads=threads)
+    if trained_spec is not None and bl.TRAINED in methods:
         encoders["trained"] = load_encoder(trained_spec, threads=threads)
     builders = {key: ContextBuilder(enc, plan.cache, report) for key, enc in encoders.items()}
     bm25 = bl.Bm25()
@@ -270,7 +286,6 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         from .reader import Reader
 
         reader = Reader(s.reader_url, s.reader_model, s.reader_timeout)
-    methods = [bl.DENSE, bl.BM25, bl.MULTISTEP] + ([bl.TRAINED] if trained_spec is not None else [])
     threshold = float(s.stop_threshold)
     is_ruler = plan.benchmark == "ruler"
 
@@ -297,16 +312,19 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
                 ctx, build_s, new = builder.build(sample, texts)
                 retr = bl.retriever_for(builder.encoder, ctx)
                 if key == "base":
-                    found[bl.DENSE] = r = bl.dense_topk(retr, q, plan.k)
-                    accs[bl.DENSE].add(r, support, build_s, new)
-                    found[bl.MULTISTEP] = r = bl.multistep(retr, q, plan.steps, threshold)
-                    accs[bl.MULTISTEP].add(r, support, build_s, new)
+                    if bl.DENSE in methods:
+                        found[bl.DENSE] = r = bl.dense_topk(retr, q, plan.k)
+                        accs[bl.DENSE].add(r, support, build_s, new)
+                    if bl.MULTISTEP in methods:
+                        found[bl.MULTISTEP] = r = bl.multistep(retr, q, plan.steps, threshold)
+                        accs[bl.MULTISTEP].add(r, support, build_s, new)
                 else:
                     found[bl.TRAINED] = r = bl.multistep(retr, q, plan.steps, threshold)
                     accs[bl.TRAINED].add(r, support, build_s, new)
-            model, build_s = bm25.index(texts)
-            found[bl.BM25] = r = bm25.topk(model, len(texts), q, plan.k)
-            accs[bl.BM25].add(r, support, build_s, None)
+            if bl.BM25 in methods:
+                model, build_s = bm25.index(texts)
+                found[bl.BM25] = r = bm25.topk(model, len(texts), q, plan.k)
+                accs[bl.BM25].add(r, support, build_s, None)
             for m, r in found.items():
                 kept_texts = [texts[p] for p in sorted(r.kept)]
                 if is_ruler:
@@ -319,9 +337,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
             rows.append(_row(m, task, length, accs[m], samples, is_ruler, reader is not None))
 
     backgrounds = [{"model": key, **d} for key, b in builders.items() for d in b.backgrounds]
-    models = {"base": base_spec.describe()}
-    if trained_spec is not None:
-        models["trained"] = trained_spec.describe()
+    models = {key: enc.spec.describe() for key, enc in encoders.items()}
     for d in models.values():
         d["path"] = str(d["path"])
     out: dict[str, Any] = {
