@@ -131,6 +131,7 @@ def index_cmd(
     ef: int = typer.Option(D_ANN.ef, "--ef", help=H_ANN["ef"]),
     batch_size: int = typer.Option(D_INDEX.batch_size, help=H_INDEX["batch_size"]),
     shard_chunks: int = typer.Option(D_INDEX.shard_chunks, help=H_INDEX["shard_chunks"]),
+    embed_group: int = typer.Option(D_INDEX.embed_group, help=H_INDEX["embed_group"]),
     max_tokens: int = typer.Option(D_INDEX.max_tokens, help=H_INDEX["max_tokens"]),
     threads: int = typer.Option(D_INDEX.threads, help=H_INDEX["threads"]),
     seed: int = typer.Option(D_INDEX.seed, help=H_INDEX["seed"]),
@@ -143,7 +144,8 @@ def index_cmd(
         append=str(append) if append else "", model=model,
         chunker=ChunkerSettings(chunker, max_sentence_tokens, window, overlap),
         ann=AnnSettings(backend, m, ef_construction, ef),
-        batch_size=batch_size, shard_chunks=shard_chunks, max_tokens=max_tokens, threads=threads, seed=seed,
+        batch_size=batch_size, shard_chunks=shard_chunks, embed_group=embed_group, max_tokens=max_tokens,
+        threads=threads, seed=seed,
     )
     display = BuildDisplay()
     with display.progress:

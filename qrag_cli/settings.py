@@ -63,6 +63,7 @@ class IndexSettings:
     ann: AnnSettings = field(default_factory=AnnSettings)
     batch_size: int = _f(64, "Chunks embedded per batch.")
     shard_chunks: int = _f(16384, "Chunks per shard: the unit of work a resumed build does not redo.")
+    embed_group: int = _f(8192, "Chunks per encoder call, sorted by length before batching (a wide sort pads less).")
     max_tokens: int = _f(128, "Embedder token cap per chunk (longer chunks are truncated when embedded).")
     threads: int = _f(0, "CPU threads for embedding and index build (0: all cores).")
     seed: int = _f(

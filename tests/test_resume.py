@@ -37,7 +37,7 @@ def corpus_text(repeat: int = 12) -> str:
 
 def settings(corpus: Path, out: Path, model: Path, **kw) -> IndexSettings:
     base = IndexSettings(corpus=str(corpus), out=str(out), model=str(model), shard_chunks=100, batch_size=4,
-                         threads=1, ann=AnnSettings(backend="usearch"))
+                         embed_group=64, threads=1, ann=AnnSettings(backend="usearch"))
     return replace(base, **kw)
 
 

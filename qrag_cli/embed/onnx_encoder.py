@@ -14,7 +14,9 @@ from .models import ModelSpec
 class OnnxEncoder(Encoder):
     engine = "onnx"
 
-    def __init__(self, spec: ModelSpec, *, max_tokens: int = 128, batch_size: int = 64, threads: int = 0) -> None:
+    def __init__(
+        self, spec: ModelSpec, *, max_tokens: int = 128, batch_size: int = 64, threads: int = 0, spin: bool = False
+    ) -> None:
         super().__init__(spec, max_tokens=max_tokens, batch_size=batch_size)
         import onnxruntime as ort
 
@@ -23,8 +25,9 @@ class OnnxEncoder(Encoder):
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        # worker threads would otherwise busy-wait between calls, stealing cores from everything else
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # spinning worker threads busy-wait between calls, stealing cores from everything else: only for
+        # bulk embedding (an index build), where the next call follows at once
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(spec.weights), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt graphs
