@@ -90,7 +90,9 @@ def main() -> None:
     t0 = time.perf_counter()
     build = subprocess.run([*qrag, "index", str(corpus), "--out", str(out), "--overwrite", "--backend", args.backend,
                             "--threads", str(args.threads), "--model", args.model],
-                           capture_output=True, text=True, check=True)
+                           capture_output=True, text=True)
+    if build.returncode:
+        sys.exit(f"the build failed ({build.returncode}):\n{build.stderr[-2000:]}")
     wall = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     summary = json.loads(build.stdout)

@@ -17,15 +17,28 @@ from typing import Any, Callable, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from . import __version__
 from .errors import EXIT_RUNTIME, QragError
 from .output import FORMATS, render, resolve_format
 from .settings import (
-    AnnSettings, BenchSettings, ChunkerSettings, DataSettings, ExportSettings, IndexSettings, QuerySettings,
-    TrainSettings, field_help,
+    AnnSettings,
+    BenchSettings,
+    ChunkerSettings,
+    DataSettings,
+    ExportSettings,
+    IndexSettings,
+    QuerySettings,
+    TrainSettings,
+    field_help,
 )
 
 app = typer.Typer(

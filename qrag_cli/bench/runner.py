@@ -79,7 +79,9 @@ def resolve(settings: BenchSettings) -> Plan:
 
     A `--data` file is read and validated here, completely: a bad line fails before any heavy work.
     """
-    from ..data import babi, generate as gen, haystack as hs, ruler
+    from ..data import babi, ruler
+    from ..data import generate as gen
+    from ..data import haystack as hs
     from ..embed.models import cache_root
 
     s = settings

@@ -18,7 +18,8 @@ from typing import Any
 
 from ..errors import InputError
 from ..settings import DataSettings
-from . import babi, haystack as hs, ruler
+from . import babi, ruler
+from . import haystack as hs
 from .splice import insert_at, splice_positions
 
 BENCHMARKS = ("babilong", "ruler")

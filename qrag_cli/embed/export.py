@@ -19,8 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import __version__
-from ..errors import InputError, OutputExistsError
 from ..atomic import build_folder, install_folder, write_json_atomic
+from ..errors import InputError, OutputExistsError
 from .models import ONNX_FILE, ONNX_FORMAT, ONNX_FORMAT_VERSION, ModelSpec, file_sha256
 
 OPSET = 17

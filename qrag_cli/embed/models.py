@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ModelLoadError
+from ..versioned import read_versioned
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -168,15 +169,7 @@ def _resolve_onnx(path: Path) -> ModelSpec:
     """An exported folder: checks its manifest, that model.onnx has the recorded size, the tokenizer."""
     manifest_file = path / "manifest.json"
     fix = f"re-export it with `qrag export MODEL --out {path} --overwrite`"
-    try:
-        m = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{manifest_file} is unreadable ({exc}): {fix}") from exc
-    if not isinstance(m, dict) or m.get("format") != ONNX_FORMAT:
-        raise ModelLoadError(f"{manifest_file} is not a qrag model manifest: {fix}")
-    if m.get("format_version") != ONNX_FORMAT_VERSION:
-        raise ModelLoadError(f"{manifest_file} has format version {m.get('format_version')}, this qrag reads "
-                             f"{ONNX_FORMAT_VERSION}: {fix}")
+    m = read_versioned(manifest_file, ONNX_FORMAT, ONNX_FORMAT_VERSION, ModelLoadError, fix)
     onnx_file = path / m["onnx"]["file"]
     if not onnx_file.is_file():
         raise ModelLoadError(f"{onnx_file} is missing: {fix}")

@@ -23,6 +23,7 @@ import torch
 from ..atomic import build_folder, write_bytes_atomic, write_json_atomic
 from ..embed.models import POLICY_FORMAT
 from ..errors import CorruptIndexError, InputError, OutputExistsError
+from ..versioned import read_versioned
 from .qnet import QNet
 
 POLICY_FORMAT_VERSION = 1
@@ -72,17 +73,8 @@ def save_policy(folder: Path, net: QNet, base: str, updates: int, val_coverage: 
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / "manifest.json"
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CorruptCheckpointError(f"{path} is missing or unreadable ({exc}): the checkpoint is incomplete") from exc
-    if not isinstance(m, dict) or m.get("format") != POLICY_FORMAT:
-        raise CorruptCheckpointError(f"{path} is not a qrag policy manifest")
-    if m.get("format_version") != POLICY_FORMAT_VERSION:
-        raise CorruptCheckpointError(f"{path} has format version {m.get('format_version')}, this qrag reads "
-                                     f"{POLICY_FORMAT_VERSION}")
-    return m
+    return read_versioned(folder / "manifest.json", POLICY_FORMAT, POLICY_FORMAT_VERSION, CorruptCheckpointError,
+                          "the checkpoint is incomplete or from another qrag version")
 
 
 def load_checkpoint(folder: Path, net: QNet) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..embed.encoder import TokenLayout, Encoder
+from ..embed.encoder import Encoder, TokenLayout
 from ..embed.models import ModelSpec, Pooling
 from ..errors import InputError, ModelLoadError
 from ..search.positions import BASE

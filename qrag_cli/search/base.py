@@ -12,10 +12,9 @@ backends are comparable and ties are broken the same way everywhere (lower id fi
 from __future__ import annotations
 
 import os
-
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -172,3 +171,43 @@ def rescore(
             drop[row] |= dup
     scores = np.where(drop, -np.inf, scores).astype(np.float32, copy=False)
     return finalize(scores, np.where(drop, -1, cand), k)
+
+
+class GraphBackend:
+    """The shared part of the HNSW backends: a library's graph over `vectors`, hits re-scored exactly.
+
+    Subclasses set `name` and implement `_candidates(qs, fetch)`: int64 ids (q, <= fetch), -1 where a
+    row has fewer hits, or None when the library cannot answer (then the search is exact).
+    """
+
+    name = "graph"
+    file_name = "index"
+
+    def __init__(self, index: Any, vectors: np.ndarray, *, ef: int, threads: int = 0, path: Path | None = None) -> None:
+        self.index = index
+        self.path = path if path is not None else Path(self.file_name)
+        self.vectors = vectors
+        self.ef = int(ef)
+        self.threads = resolve_threads(threads)
+        self._exact: Any = None
+
+    def _candidates(self, qs: np.ndarray, fetch: int) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def search(self, queries: np.ndarray, k: int, exclude: ExcludeLike = None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k with exact scores; see :class:`SearchBackend`."""
+        n, d = self.vectors.shape
+        qs = check_queries(queries, d, k)
+        excluded = exclude_arrays(exclude, qs.shape[0])
+        if qs.shape[0] == 0 or n == 0:
+            return empty_result(qs.shape[0], k)
+        cand = self._candidates(qs, overfetch(min(k, n), n, excluded))
+        if cand is None:
+            if self._exact is None:
+                from .exact import ExactBackend
+
+                self._exact = ExactBackend(self.vectors)
+            return self._exact.search(qs, k, excluded)
+        if cand.size and (cand.max() >= n or cand.min() < -1):
+            raise corrupt_file(self.path, "returned an id outside the vector range")
+        return rescore(self.vectors, qs, cand, excluded, k)

@@ -23,17 +23,11 @@ import numpy as np
 from ..settings import AnnSettings
 from .base import (
     BLOCK_ROWS,
-    ExcludeLike,
-    check_queries,
+    GraphBackend,
     check_vectors,
     corrupt_file,
-    empty_result,
-    exclude_arrays,
-    overfetch,
-    rescore,
     resolve_threads,
 )
-from .exact import ExactBackend
 
 FILE_NAME = "hnsw.bin"
 
@@ -119,20 +113,11 @@ def read_header(path: Path) -> dict[str, Any] | None:
     return header
 
 
-class HnswlibBackend:
+class HnswlibBackend(GraphBackend):
     """Approximate top-k by inner product with an hnswlib graph, re-scored exactly."""
 
     name = "hnswlib"
-
-    def __init__(
-        self, index: Any, vectors: np.ndarray, *, ef: int, threads: int = 0, path: Path | None = None
-    ) -> None:
-        self.index = index
-        self.path = path if path is not None else Path(FILE_NAME)
-        self.vectors = vectors
-        self.ef = int(ef)
-        self.threads = resolve_threads(threads)
-        self._exact: ExactBackend | None = None
+    file_name = FILE_NAME
 
     @classmethod
     def open(
@@ -166,25 +151,13 @@ class HnswlibBackend:
         index.set_num_threads(resolve_threads(threads))
         return cls(index, vectors, ef=ef if ef else settings.ef, threads=threads, path=path)
 
-    def search(
-        self, queries: np.ndarray, k: int, exclude: ExcludeLike = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-k with exact scores; see :class:`qrag_cli.search.base.SearchBackend`."""
-        n, d = self.vectors.shape
-        qs = check_queries(queries, d, k)
-        excluded = exclude_arrays(exclude, qs.shape[0])
-        if qs.shape[0] == 0 or n == 0:
-            return empty_result(qs.shape[0], k)
-        fetch = overfetch(min(k, n), n, excluded)
+    def _candidates(self, qs: np.ndarray, fetch: int) -> np.ndarray | None:
         self.index.set_ef(max(self.ef, fetch))
         try:
             labels, _ = self.index.knn_query(qs, k=fetch, num_threads=min(self.threads, qs.shape[0]))
         except RuntimeError:
-            # hnswlib could not find `fetch` neighbours (a tiny or sparse graph): answer exactly.
-            if self._exact is None:
-                self._exact = ExactBackend(self.vectors)
-            return self._exact.search(qs, k, excluded)
+            return None  # hnswlib could not find `fetch` neighbours (a tiny or sparse graph): answer exactly
         labels = np.asarray(labels, dtype=np.int64)
-        if labels.size and (labels.min() < 0 or labels.max() >= n):
+        if labels.size and labels.min() < 0:
             raise corrupt_file(self.path, "returned an id outside the vector range")
-        return rescore(self.vectors, qs, labels, excluded, k)
+        return labels

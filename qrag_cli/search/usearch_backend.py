@@ -22,14 +22,9 @@ import numpy as np
 from ..settings import AnnSettings
 from .base import (
     BLOCK_ROWS,
-    ExcludeLike,
-    check_queries,
+    GraphBackend,
     check_vectors,
     corrupt_file,
-    empty_result,
-    exclude_arrays,
-    overfetch,
-    rescore,
     resolve_threads,
 )
 
@@ -94,19 +89,11 @@ def build_usearch(
     }
 
 
-class UsearchBackend:
+class UsearchBackend(GraphBackend):
     """Approximate top-k by inner product with a memory-mapped usearch graph, re-scored exactly."""
 
     name = "usearch"
-
-    def __init__(
-        self, index: Any, vectors: np.ndarray, *, ef: int, threads: int = 0, path: Path | None = None
-    ) -> None:
-        self.index = index
-        self.path = path if path is not None else Path(FILE_NAME)
-        self.vectors = vectors
-        self.ef = int(ef)
-        self.threads = resolve_threads(threads)
+    file_name = FILE_NAME
 
     @classmethod
     def open(
@@ -146,16 +133,7 @@ class UsearchBackend:
         index.expansion_search = backend.ef
         return backend
 
-    def search(
-        self, queries: np.ndarray, k: int, exclude: ExcludeLike = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-k with exact scores; see :class:`qrag_cli.search.base.SearchBackend`."""
-        n, d = self.vectors.shape
-        qs = check_queries(queries, d, k)
-        excluded = exclude_arrays(exclude, qs.shape[0])
-        if qs.shape[0] == 0 or n == 0:
-            return empty_result(qs.shape[0], k)
-        fetch = overfetch(min(k, n), n, excluded)
+    def _candidates(self, qs: np.ndarray, fetch: int) -> np.ndarray | None:
         want_ef = max(self.ef, fetch)
         if self.index.expansion_search != want_ef:
             self.index.expansion_search = want_ef
@@ -167,8 +145,6 @@ class UsearchBackend:
         else:
             counts = np.asarray(matches.counts).reshape(-1)
         filled = np.arange(keys.shape[1])[None, :] < counts[:, None]
-        if np.any(keys[filled] >= n):
-            raise corrupt_file(self.path, "returned a key outside the vector range")
         cand = np.where(filled, keys, 0).astype(np.int64)
         cand[~filled] = -1
-        return rescore(self.vectors, qs, cand, excluded, k)
+        return cand

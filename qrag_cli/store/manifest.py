@@ -5,13 +5,13 @@ The manifest is written last, atomically, so a folder without one is never a fin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..atomic import write_json_atomic  # noqa: F401  (re-exported: the store's writer)
 from ..errors import CorruptIndexError, IndexNotFoundError, ModelMismatchError
+from ..versioned import read_versioned
 
 FORMAT = "qrag-index"
 FORMAT_VERSION = 1
@@ -37,18 +37,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise IndexNotFoundError(
             f"{folder} is not a finished qrag index (no {MANIFEST}); rebuild it with `qrag index ... --overwrite`"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CorruptIndexError(f"{path} is unreadable: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CorruptIndexError(f"{path} is not a qrag index manifest")
-    version = data.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CorruptIndexError(
-            f"{folder} has index format version {version}; this qrag ({__version__}) reads version "
-            f"{FORMAT_VERSION}: rebuild it with `qrag index ... --overwrite`"
-        )
+    data = read_versioned(path, FORMAT, FORMAT_VERSION, CorruptIndexError,
+                          "rebuild it with `qrag index ... --overwrite`")
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise CorruptIndexError(f"{path} lacks {', '.join(missing)}")

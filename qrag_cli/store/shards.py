@@ -14,7 +14,6 @@ copied after a fixed-size header), in bounded memory.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ import xxhash
 from ..atomic import write_json_atomic
 from ..corpus.types import Chunk
 from ..errors import CorruptIndexError
+from ..versioned import read_versioned
 from .checksums import file_digest, verify_file
 from .writer import CHUNK_SCHEMA, NPY_HEADER_BYTES, npy_header
 
@@ -93,12 +93,10 @@ class ShardStore:
 
     def _read(self, meta: Path, number: int) -> ShardInfo:
         fix = "delete the interrupted build (run without --resume, with --overwrite) and start again"
+        data = read_versioned(meta, SHARD_FORMAT, SHARD_FORMAT_VERSION, CorruptIndexError, fix)
         try:
-            data = json.loads(meta.read_text(encoding="utf-8"))
-            if data.get("format") != SHARD_FORMAT or data.get("format_version") != SHARD_FORMAT_VERSION:
-                raise ValueError("not a qrag shard of this version")
             info = ShardInfo(**{k: data[k] for k in ShardInfo.__dataclass_fields__})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise CorruptIndexError(f"{meta} is unreadable ({exc}): {fix}") from exc
         if info.number != number:
             raise CorruptIndexError(f"{meta} says it is shard {info.number}: {fix}")

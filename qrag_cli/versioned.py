@@ -1,0 +1,29 @@
+"""Reading qrag's versioned JSON artefacts: `{"format": NAME, "format_version": N, ...}`.
+
+Index manifests, model and policy manifests and build shards all start with the same two fields;
+this is the one reader that checks them, raising the caller's error type with the caller's fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import QragError
+
+
+def read_versioned(path: Path, fmt: str, version: int, error: type[QragError], fix: str = "") -> dict[str, Any]:
+    """The JSON object in `path` if its format is `fmt` at `version`; else `error` naming the file and `fix`."""
+    tail = f": {fix}" if fix else ""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise error(f"{path} is missing or unreadable ({exc}){tail}") from exc
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise error(f"{path} is not a {fmt} manifest{tail}")
+    if data.get("format_version") != version:
+        raise error(f"{path} has {fmt} format version {data.get('format_version')}; this qrag ({__version__}) "
+                    f"reads version {version}{tail}")
+    return data
