@@ -187,7 +187,7 @@ class TrainSettings:
     `resolve_preset` fills them in, so a value given explicitly always wins over the preset.
     """
 
-    task: str = _f("babilong:qa1", "Training task: babilong:qa1..babilong:qa5 (ruler tasks: not yet).")
+    task: str = _f("babilong:qa1", "Training task: babilong:qa1..babilong:qa5, ruler:niah_multivalue or ruler:vt.")
     out: str = _f("", "Run folder (default runs/<task>): settings.json, metrics.jsonl, checkpoints/.")
     steps: int = _f(1000, "Optimiser updates to run in total (a resumed run continues to this count).")
     seed: int = _f(0, "Seed of the training samples, the episodes, the behaviour policy and torch.")
@@ -196,7 +196,8 @@ class TrainSettings:
     preset: str = _f("reference", "'reference' (the paper's settings) or 'cpu' (frozen action encoder, top-2 "
                                   "state layers trained, 32-token pieces, scale 4, bf16, batch 32 of 4 envs).")
     model: str = _f("default", "Base model: 'default' (all-MiniLM-L6-v2) or a PyTorch (Hugging Face) folder.")
-    length: str = _f("100", "Training context length: a BabiLong length name or a number of background sentences.")
+    length: str = _f("100", "Training context length: babilong, a length name or a number of background sentences; "
+                            "ruler, 4K (used when this is left at 100).")
     n_train: int = _f(1000, "Training samples generated (split 'train').")
     n_val: int = _f(100, "Validation samples, carved from the training split (never test data).")
     max_steps: int = _f(0, "Steps per episode (0: the task default, 6 babilong, 5 ruler).")

@@ -111,8 +111,8 @@ def test_cpu_preset_overrides_only_defaults_and_bad_input_is_refused(tmp_path):
         TrainSettings(preset="gpu").resolve_preset()
     with pytest.raises(InputError, match="unknown task"):
         trainer_mod.train(TrainSettings(task="babilong:qa9", out=str(tmp_path / "r")))
-    with pytest.raises(InputError, match="not yet"):
-        trainer_mod.train(TrainSettings(task="ruler:vt", out=str(tmp_path / "r")))
+    with pytest.raises(InputError, match="ruler training length '32K'"):
+        trainer_mod.train(TrainSettings(task="ruler:vt", length="32K", out=str(tmp_path / "r")))
     (tmp_path / "exists").mkdir()
     with pytest.raises(OutputExistsError):
         trainer_mod.train(TrainSettings(out=str(tmp_path / "exists")))
@@ -292,3 +292,19 @@ def test_frozen_action_encoder_gives_the_base_index_vectors(tmp_path, tiny_model
     assert json.loads((tmp_path / "qrag_pooling.json").read_text()) == {
         "kind": "mean", "normalize": True, "scale": 1.0, "positions": "int"}
     assert resolve_model(tmp_path).checksum == resolve_model(tiny_model).checksum  # same weights
+
+
+@pytest.mark.parametrize("task, facts", [("ruler:niah_multivalue", 4), ("ruler:vt", 4)])
+def test_ruler_training_samples(task, facts):
+    """RULER tasks train on 4K-token contexts of the training novels, every needle a supporting chunk."""
+    from tests.conftest import shared_dir
+
+    if not (shared_dir() / "data" / "gutenberg").is_dir():
+        pytest.skip("shared Gutenberg novels absent")
+    s = trainer_mod.check(TrainSettings(task=task, n_train=3, n_val=2, out="unused"))
+    assert s.length == "4K"
+    train, val = trainer_mod.make_samples(s)
+    assert len(train) == 3 and len(val) == 2
+    for x in train + val:
+        assert 100 <= len(x["context"]) <= 400 and len(x["support"]) >= facts - 1
+        assert all(0 <= j < len(x["context"]) for j in x["support"])

@@ -41,6 +41,9 @@ from .returns import lambda_returns, soft_value
 Progress = Callable[[dict[str, Any]], None]
 BABILONG_TASKS = tuple(f"babilong:qa{i}" for i in range(1, 6))
 RULER_TASKS = ("ruler:niah_multivalue", "ruler:vt")
+TRAIN_DEFAULT_LENGTH = TrainSettings().length
+#: RULER training contexts: 4K tokens of the training novels (about 150 sentences with the needles)
+RULER_TRAIN_LENGTH = "4K"
 #: Settings a resumed run may change (everything else must match the run's settings.json).
 RESUMABLE_CHANGES = ("resume", "overwrite", "steps", "threads", "val_every")
 
@@ -51,10 +54,16 @@ RESUMABLE_CHANGES = ("resume", "overwrite", "steps", "threads", "val_every")
 def check(s: TrainSettings) -> TrainSettings:
     """The resolved settings (preset applied, output folder defaulted); InputError on anything unusable."""
     s = s.resolve_preset()
+    if s.task not in BABILONG_TASKS + RULER_TASKS:
+        raise InputError(f"unknown task {s.task!r}: use one of {', '.join(BABILONG_TASKS + RULER_TASKS)}")
     if s.task in RULER_TASKS:
-        raise InputError(f"training on {s.task} is not yet supported: use one of {', '.join(BABILONG_TASKS)}")
-    if s.task not in BABILONG_TASKS:
-        raise InputError(f"unknown task {s.task!r}: use one of {', '.join(BABILONG_TASKS)}")
+        from ..data.ruler import RULER_LENGTHS
+
+        if s.length == TRAIN_DEFAULT_LENGTH:  # the babilong default: ruler contexts are measured in tokens
+            s = replace(s, length=RULER_TRAIN_LENGTH)
+        if s.length not in RULER_LENGTHS or RULER_LENGTHS[s.length] > RULER_LENGTHS[RULER_TRAIN_LENGTH]:
+            raise InputError(f"ruler training length {s.length!r}: use {RULER_TRAIN_LENGTH} (contexts of about "
+                             "100 sentences, like babilong's training contexts)")
     for name in ("steps", "n_train", "n_val", "batch_size", "n_envs", "soft_top", "piece_tokens", "val_every"):
         if getattr(s, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
