@@ -406,3 +406,22 @@ def test_run_bench_end_to_end(tmp_path):
     assert (out / "results.md").read_text() == table
     assert "| qa1 | 1K |" in table and "| **avg** | 1K |" in table and "multistep-base" in table
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_positions_do_not_split_the_background_cache(tmp_path, tiny_model):
+    """Positions are applied at search time: a positional model with the base's weights shares its cache key."""
+    import shutil
+
+    from qrag_cli.bench.contexts import model_key
+    from qrag_cli.embed.encoder import load_encoder
+    from qrag_cli.embed.models import resolve_model
+
+    from dataclasses import asdict
+
+    same_weights = Path(shutil.copytree(tiny_model, tmp_path / "same"))
+    pooling = {**asdict(resolve_model(str(tiny_model)).pooling), "positions": "int"}
+    (same_weights / "qrag_pooling.json").write_text(json.dumps(pooling))
+    base = model_key(load_encoder(resolve_model(str(tiny_model))))
+    positional = model_key(load_encoder(resolve_model(str(same_weights))))
+    assert resolve_model(str(same_weights)).pooling.positions == "int"
+    assert positional == base

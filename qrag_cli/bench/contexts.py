@@ -126,9 +126,14 @@ def texts_sha256(texts: Sequence[str]) -> str:
 
 
 def model_key(encoder: Encoder) -> dict[str, Any]:
-    """What identifies the vectors an encoder produces (the cache key's model part)."""
+    """What identifies the vectors an encoder produces (the cache key's model part).
+
+    Rotary positions are applied at search time, never stored in the vectors, so the key always says
+    "none": a policy with a frozen action encoder shares the base model's cached backgrounds.
+    """
     spec = encoder.spec
-    return {"checksum": spec.checksum, "pooling": asdict(spec.pooling), "engine": spec.engine,
+    pooling = {**asdict(spec.pooling), "positions": "none"}
+    return {"checksum": spec.checksum, "pooling": pooling, "engine": spec.engine,
             "quantization": spec.quantization, "max_tokens": encoder.max_tokens}
 
 
