@@ -62,3 +62,19 @@ def test_policy_queries_a_base_built_index_and_its_onnx_export_agrees(policy, ti
     # the policy's state encoder is not the model the index was built with: naming that side alone is refused
     res = invoke("query", "--index", tmp_path / "base-ix", "--model", policy / "state", "q?")
     assert res.exit_code == 3
+
+
+def test_bench_evaluates_a_policy_folder_with_its_two_encoders(policy, tmp_path):
+    """`qrag bench --trained RUN/checkpoints/best`: states by the state encoder, chunks by the action encoder."""
+    from tests.test_bench import HEADER, tiny_samples, write_lines
+
+    data = write_lines(tmp_path / "tiny.jsonl", [HEADER, *tiny_samples()])
+    out = tmp_path / "bench"
+    res = invoke("bench", "--data", data, "--trained", policy, "--methods", "qrag-trained", "--steps", "2",
+                 "--threads", "1", "--cache", tmp_path / "cache", "--out", out)
+    assert res.exit_code == 0, res.stderr
+    results = json.loads((out / "results.json").read_text())
+    [row] = results["results"]
+    assert row["method"] == "qrag-trained" and row["n"] == 3 and row["retrieved_mean"] == 2
+    assert results["models"]["trained"]["path"].endswith("action")
+    assert results["models"]["trained_state"]["path"].endswith("state")

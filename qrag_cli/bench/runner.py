@@ -260,7 +260,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     from ..data.generate import generate
     from ..data.samples import materialise
     from ..embed.encoder import load_encoder
-    from ..embed.models import resolve_model
+    from ..embed.models import resolve_model, resolve_roles
     from .contexts import ContextBuilder
 
     t_start = time.perf_counter()
@@ -274,13 +274,16 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         hs.novel_split()  # the novels are missing: fail now, before loading any model
 
     methods = plan.methods
-    trained_spec = resolve_model(s.trained) if s.trained else None
     threads = s.threads or os.cpu_count() or 1
-    encoders = {}
+    encoders = {}  # chunk (action) encoders, one context builder each
+    state_encoders = {}  # the encoder of each method's states
     if bl.DENSE in methods or bl.MULTISTEP in methods:
-        encoders["base"] = load_encoder(resolve_model(s.model), threads=threads)
-    if trained_spec is not None and bl.TRAINED in methods:
-        encoders["trained"] = load_encoder(trained_spec, threads=threads)
+        encoders["base"] = state_encoders["base"] = load_encoder(resolve_model(s.model), threads=threads)
+    if s.trained and bl.TRAINED in methods:
+        state_spec, action_spec = resolve_roles(s.trained)  # a policy folder, or one model for both sides
+        encoders["trained"] = load_encoder(action_spec, threads=threads)
+        state_encoders["trained"] = (encoders["trained"] if state_spec == action_spec
+                                     else load_encoder(state_spec, threads=threads))
     builders = {key: ContextBuilder(enc, plan.cache, report) for key, enc in encoders.items()}
     bm25 = bl.Bm25()
     reader = None
@@ -312,7 +315,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
             found: dict[str, bl.MethodResult] = {}
             for key, builder in builders.items():
                 ctx, build_s, new = builder.build(sample, texts)
-                retr = bl.retriever_for(builder.encoder, ctx)
+                retr = bl.retriever_for(state_encoders[key], ctx)
                 if key == "base":
                     if bl.DENSE in methods:
                         found[bl.DENSE] = r = bl.dense_topk(retr, q, plan.k)
@@ -340,6 +343,8 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
 
     backgrounds = [{"model": key, **d} for key, b in builders.items() for d in b.backgrounds]
     models = {key: enc.spec.describe() for key, enc in encoders.items()}
+    if "trained" in state_encoders and state_encoders["trained"] is not encoders["trained"]:
+        models["trained_state"] = state_encoders["trained"].spec.describe()
     for d in models.values():
         d["path"] = str(d["path"])
     out: dict[str, Any] = {
