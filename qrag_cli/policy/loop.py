@@ -123,6 +123,7 @@ class MultiStepRetriever:
         integer = self.positions == "int"
         if self.positional == "exact":
             return exact_rotary_search(self.index.vectors, state, retrieved, k, integer=integer)
-        return approx_rotary_search(self.index.vectors, state, retrieved, k,
-                                    lambda qs, fetch, ex: self.backend.search(qs, fetch, ex)[0],
-                                    integer=integer, fetch=self.candidates)
+        raw = getattr(self.backend, "candidates", None)  # graph hits without re-scoring (scored below)
+        cands = (lambda qs, fetch, ex: raw(qs, fetch)) if raw else (lambda qs, fetch, ex: self.backend.search(qs, fetch, ex)[0])
+        return approx_rotary_search(self.index.vectors, state, retrieved, k, cands, integer=integer,
+                                    fetch=self.candidates)

@@ -194,6 +194,18 @@ class GraphBackend:
     def _candidates(self, qs: np.ndarray, fetch: int) -> np.ndarray | None:
         raise NotImplementedError
 
+    def candidates(self, queries: np.ndarray, fetch: int) -> np.ndarray:
+        """Raw graph hits, not re-scored: int64 (q, <= fetch), -1 where a row has fewer (exact top-`fetch`
+        when the library cannot answer). For callers that score the hits themselves."""
+        n, d = self.vectors.shape
+        qs = check_queries(queries, d, max(1, fetch))
+        cand = self._candidates(qs, min(fetch, n)) if n else None
+        if cand is None:
+            return self.search(qs, min(fetch, n))[0] if n else np.full((qs.shape[0], 0), -1, dtype=np.int64)
+        if cand.size and (cand.max() >= n or cand.min() < -1):
+            raise corrupt_file(self.path, "returned an id outside the vector range")
+        return cand
+
     def search(self, queries: np.ndarray, k: int, exclude: ExcludeLike = None) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k with exact scores; see :class:`SearchBackend`."""
         n, d = self.vectors.shape
