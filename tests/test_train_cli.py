@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -78,3 +79,17 @@ def test_bench_evaluates_a_policy_folder_with_its_two_encoders(policy, tmp_path)
     assert row["method"] == "qrag-trained" and row["n"] == 3 and row["retrieved_mean"] == 2
     assert results["models"]["trained"]["path"].endswith("action")
     assert results["models"]["trained_state"]["path"].endswith("state")
+
+
+def test_resume_takes_the_runs_own_settings(policy, tmp_path):
+    """`qrag train --out RUN --resume --steps N` continues with the run's settings (README's example)."""
+    import shutil
+
+    run = Path(shutil.copytree(policy.parent.parent, tmp_path / "run"))
+    res = invoke("train", "--out", run, "--resume", "--steps", "6", "--lr", "0.5")
+    assert res.exit_code == 2 and "lr (" in res.stderr and "0.5 now" in res.stderr
+    res = invoke("train", "--out", run, "--resume", "--steps", "6")
+    assert res.exit_code == 0, res.stderr
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["update"] == 6
+    assert json.loads((run / "settings.json").read_text())["model"] != "default"  # the run's model, kept

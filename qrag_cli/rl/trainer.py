@@ -44,8 +44,8 @@ RULER_TASKS = ("ruler:niah_multivalue", "ruler:vt")
 TRAIN_DEFAULT_LENGTH = TrainSettings().length
 #: RULER training contexts: 4K tokens of the training novels (about 150 sentences with the needles)
 RULER_TRAIN_LENGTH = "4K"
-#: Settings a resumed run may change (everything else must match the run's settings.json).
-RESUMABLE_CHANGES = ("resume", "overwrite", "steps", "threads", "val_every")
+#: Settings a resumed run may change (everything else must match the run's settings.json; "out": a run folder may move).
+RESUMABLE_CHANGES = ("out", "resume", "overwrite", "steps", "threads", "val_every")
 
 
 # --- settings, data -------------------------------------------------------------------------------
@@ -326,6 +326,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resumed_settings(settings: TrainSettings) -> TrainSettings:
+    """`--resume` settings: every option left at its default takes the run's value (settings.json), so
+    `qrag train --out RUN --resume --steps N` continues the run as it was; an option given with
+    another value than the run's is refused (unless it is one of RESUMABLE_CHANGES)."""
+    path = Path(settings.out) / "settings.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    defaults = asdict(TrainSettings())
+    merged, diff = {}, []
+    for k, v in asdict(settings).items():
+        if k in RESUMABLE_CHANGES or k not in saved:
+            merged[k] = v
+        elif v == defaults[k]:
+            merged[k] = saved[k]
+        else:
+            merged[k] = v
+            if v != saved[k]:
+                diff.append(f"{k} ({saved[k]!r} in the run, {v!r} now)")
+    if diff:
+        raise InputError(f"--resume with settings that differ from {path}: {', '.join(diff)}")
+    return TrainSettings(**merged)
+
+
 def train(settings: TrainSettings, progress: Progress | None = None, *,
           samples: tuple[list[dict], list[dict]] | None = None) -> dict[str, Any]:
     """Train a policy into the run folder `settings.out`; returns a summary (run folder, updates, coverage).
@@ -333,6 +355,8 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
     `samples` = (training, validation) replaces the generated task samples (tests, custom data); each
     sample needs `question`, `context` (chunk texts) and `support` (chunk indices).
     """
+    if settings.resume and settings.out and (Path(settings.out) / "settings.json").is_file():
+        settings = resumed_settings(settings)
     s = check(settings)
     out = Path(s.out)
     if s.resume and (out / "settings.json").is_file():
