@@ -38,7 +38,7 @@ from .corpus.readers import Corpus, open_corpus
 from .embed.encoder import Encoder, load_encoder
 from .embed.models import resolve_roles
 from .errors import InputError, OutputExistsError, StorageError
-from .search.registry import build_ann
+from .search.registry import build_ann, check_name
 from .settings import IndexSettings, to_dict
 from .store.checksums import file_digest
 from .store.lock import FolderLock
@@ -126,6 +126,7 @@ def build_index(
 ) -> BuildReport:
     """Build (or extend, or resume) an index as `settings` say. Raises QragError subclasses."""
     settings.chunker.validate()
+    check_name(settings.ann.backend)  # before any work, not after the embedding
     if settings.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
     if settings.shard_chunks < 1 or settings.embed_group < 1:
