@@ -73,18 +73,9 @@ def novel_sentences(files: list[Path], tok, lo: int, hi: int, limit: int) -> lis
 
 def batches(ids: list[list[int]], size: int) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
     """Length-sorted padded batches: (row indices, input_ids, attention_mask)."""
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = []
-    for start in range(0, len(order), size):
-        rows = order[start : start + size]
-        width = max(len(ids[i]) for i in rows)
-        a = np.zeros((len(rows), width), np.int64)
-        m = np.zeros_like(a)
-        for j, i in enumerate(rows):
-            a[j, : len(ids[i])] = ids[i]
-            m[j, : len(ids[i])] = 1
-        out.append((rows, a, m))
-    return out
+    from qrag_cli.embed.encoder import padded_batches
+
+    return list(padded_batches(ids, size))
 
 
 # --- engines ---------------------------------------------------------------------------------------

@@ -63,20 +63,14 @@ def fp32_export():
 def _embed(path: Path, ids: list[list[int]], batch: int = 64) -> np.ndarray:
     import onnxruntime as ort
 
+    from qrag_cli.embed.encoder import padded_batches
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     out: np.ndarray | None = None
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for start in range(0, len(order), batch):
-        rows = order[start : start + batch]
-        width = max(len(ids[i]) for i in rows)
-        input_ids = np.zeros((len(rows), width), np.int64)
-        mask = np.zeros_like(input_ids)
-        for j, i in enumerate(rows):
-            input_ids[j, : len(ids[i])] = ids[i]
-            mask[j, : len(ids[i])] = 1
+    for rows, input_ids, mask in padded_batches(ids, batch):
         emb = session.run(["embedding"], {"input_ids": input_ids, "attention_mask": mask})[0]
         if out is None:
             out = np.empty((len(ids), emb.shape[1]), np.float32)

@@ -9,7 +9,7 @@ attention mask to masked-mean-pooled hidden states.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,23 @@ import numpy as np
 from .models import ModelSpec
 
 MAX_POSITIONS = 512
+
+
+def padded_batches(
+    ids: Sequence[Sequence[int]], size: int, pad_id: int = 0
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Rows sorted by length, cut into batches of `size`, each padded to its longest row:
+    (row indices, input_ids int64, attention_mask int64) per batch, so padding stays small."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        width = max(len(ids[i]) for i in rows)
+        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for j, i in enumerate(rows):
+            input_ids[j, : len(ids[i])] = ids[i]
+            mask[j, : len(ids[i])] = 1
+        yield rows, input_ids, mask
 
 
 class TokenLayout:
@@ -84,15 +101,7 @@ class Encoder(TokenLayout, ABC):
     def embed_ids(self, ids: list[list[int]]) -> np.ndarray:
         """Embed token-id rows, in batches sorted by length so padding stays small."""
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            width = max(len(ids[i]) for i in rows)
-            input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for j, i in enumerate(rows):
-                input_ids[j, : len(ids[i])] = ids[i]
-                mask[j, : len(ids[i])] = 1
+        for rows, input_ids, mask in padded_batches(ids, self.batch_size, self.pad_id):
             out[rows] = self._forward(input_ids, mask)
         return self._post(out)
 
