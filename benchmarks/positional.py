@@ -89,7 +89,7 @@ def main() -> None:
                 is_bg[facts] = False
                 bg_to_ctx = np.flatnonzero(is_bg)
 
-                def candidates(qs, fetch, exclude, bg_to_ctx=bg_to_ctx, facts=facts):
+                def candidates(qs, fetch, bg_to_ctx=bg_to_ctx, facts=facts):
                     ids = ann.candidates(qs, fetch)
                     mapped = np.where(ids >= 0, bg_to_ctx[np.maximum(ids, 0)], -1)
                     return np.concatenate([mapped, np.broadcast_to(facts, (len(qs), len(facts)))], axis=1)

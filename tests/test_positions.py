@@ -108,8 +108,7 @@ def test_the_loop_applies_positions_of_a_position_trained_model(tmp_path, tiny_m
 
 
 def _all_candidates(vectors):
-    backend = ExactBackend(vectors)
-    return lambda qs, fetch, ex: backend.search(qs, fetch, ex)[0]
+    return ExactBackend(vectors).candidates
 
 
 @pytest.mark.parametrize("integer", [True, False])
@@ -129,7 +128,7 @@ def test_approximate_mode_scores_small_ranges_exactly_and_never_returns_retrieve
     rng = np.random.default_rng(4)
     vectors = rng.standard_normal((1000, 32)).astype(np.float16)
     state = rng.standard_normal(32).astype(np.float32)
-    nothing = lambda qs, fetch, ex: np.full((len(qs), fetch), -1, dtype=np.int64)  # noqa: E731
+    nothing = lambda qs, fetch: np.full((len(qs), fetch), -1, dtype=np.int64)  # noqa: E731
     retrieved = [500, 510]  # the segment 501..509 is made of small ranges
     small = [i for a, b, _ in position_ranges(1000, retrieved) if b - a <= 16 for i in range(a, b)
              if i not in retrieved]
@@ -158,8 +157,7 @@ def test_approximate_mode_on_an_hnsw_index_agrees_with_exact(tmp_path, sentence_
         retrieved: list[int] = []
         for _step in range(3):
             want = exact_rotary_search(vectors, state, retrieved, 1)[0]
-            got = approx_rotary_search(vectors, state, retrieved, 1,
-                                       lambda qs, fetch, ex: backend.search(qs, fetch, ex)[0])[0]
+            got = approx_rotary_search(vectors, state, retrieved, 1, backend.candidates)[0]
             agree += int(got[0] == want[0])
             total += 1
             retrieved.append(int(want[0]))

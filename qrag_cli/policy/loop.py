@@ -123,7 +123,5 @@ class MultiStepRetriever:
         integer = self.positions == "int"
         if self.positional == "exact":
             return exact_rotary_search(self.index.vectors, state, retrieved, k, integer=integer)
-        raw = getattr(self.backend, "candidates", None)  # graph hits without re-scoring (scored below)
-        cands = (lambda qs, fetch, ex: raw(qs, fetch)) if raw else (lambda qs, fetch, ex: self.backend.search(qs, fetch, ex)[0])
-        return approx_rotary_search(self.index.vectors, state, retrieved, k, cands, integer=integer,
-                                    fetch=self.candidates)
+        return approx_rotary_search(self.index.vectors, state, retrieved, k, self.backend.candidates,
+                                    integer=integer, fetch=self.candidates)

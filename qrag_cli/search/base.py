@@ -42,6 +42,11 @@ class SearchBackend(Protocol):
         ids in exclude[i] never returned for query i; rows padded with id -1 / score -inf when fewer than k remain."""
         ...
 
+    def candidates(self, queries: np.ndarray, fetch: int) -> np.ndarray:
+        """Ids of up to `fetch` likely best hits per query (q, <= fetch), -1 padded, not re-scored: for
+        callers that score the hits themselves (the approximate positional search)."""
+        ...
+
 
 def resolve_threads(threads: int) -> int:
     """Threads for a library call: `threads`, or all cores when 0."""
@@ -194,17 +199,20 @@ class GraphBackend:
     def _candidates(self, qs: np.ndarray, fetch: int) -> np.ndarray | None:
         raise NotImplementedError
 
+    def _checked(self, cand: np.ndarray) -> np.ndarray:
+        if cand.size and (cand.max() >= self.vectors.shape[0] or cand.min() < -1):
+            raise corrupt_file(self.path, "returned an id outside the vector range")
+        return cand
+
     def candidates(self, queries: np.ndarray, fetch: int) -> np.ndarray:
-        """Raw graph hits, not re-scored: int64 (q, <= fetch), -1 where a row has fewer (exact top-`fetch`
-        when the library cannot answer). For callers that score the hits themselves."""
+        """Raw graph hits, not re-scored (exact top-`fetch` when the library cannot answer); see
+        :class:`SearchBackend`."""
         n, d = self.vectors.shape
         qs = check_queries(queries, d, max(1, fetch))
         cand = self._candidates(qs, min(fetch, n)) if n else None
         if cand is None:
             return self.search(qs, min(fetch, n))[0] if n else np.full((qs.shape[0], 0), -1, dtype=np.int64)
-        if cand.size and (cand.max() >= n or cand.min() < -1):
-            raise corrupt_file(self.path, "returned an id outside the vector range")
-        return cand
+        return self._checked(cand)
 
     def search(self, queries: np.ndarray, k: int, exclude: ExcludeLike = None) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k with exact scores; see :class:`SearchBackend`."""
@@ -220,6 +228,4 @@ class GraphBackend:
 
                 self._exact = ExactBackend(self.vectors)
             return self._exact.search(qs, k, excluded)
-        if cand.size and (cand.max() >= n or cand.min() < -1):
-            raise corrupt_file(self.path, "returned an id outside the vector range")
-        return rescore(self.vectors, qs, cand, excluded, k)
+        return rescore(self.vectors, qs, self._checked(cand), excluded, k)

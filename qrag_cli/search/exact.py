@@ -80,6 +80,10 @@ class ExactBackend:
             self._f32 = np.asarray(self.vectors, dtype=np.float32)
         return self._f32 if self._f32 is not None else self.vectors
 
+    def candidates(self, queries: np.ndarray, fetch: int) -> np.ndarray:
+        """The exact top-`fetch` ids; see :class:`qrag_cli.search.base.SearchBackend`."""
+        return self.search(queries, fetch)[0]
+
     def search(
         self, queries: np.ndarray, k: int, exclude: ExcludeLike = None
     ) -> tuple[np.ndarray, np.ndarray]:

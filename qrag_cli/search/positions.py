@@ -102,9 +102,9 @@ def exact_rotary_search(
     return ids, scores[ids]
 
 
-#: Candidate generator of the approximate mode: queries float32 (r, d), fetch, exclude per query ->
-#: candidate ids int64 (r, <= fetch), -1 where none (e.g. an ANN backend's `search(...)[0]`).
-Candidates = Callable[[np.ndarray, int, Sequence[Collection[int]]], np.ndarray]
+#: Candidate generator of the approximate mode: queries float32 (r, d), fetch -> candidate ids int64
+#: (r, <= fetch), -1 where none (a search backend's `candidates`).
+Candidates = Callable[[np.ndarray, int], np.ndarray]
 
 
 def approx_rotary_search(
@@ -135,19 +135,22 @@ def approx_rotary_search(
     if k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     ranges = position_ranges(n, done)
-    ann = [(a, b, p) for a, b, p in ranges if b - a > exact_rows]
     found: set[int] = set()
-    for a, b, _ in ranges:
+    ann = []
+    for a, b, p in ranges:
         if b - a <= exact_rows:
             found.update(range(a, b))
+        else:
+            ann.append(p)
     ann = ann[::query_every]
     if ann:
-        queries = rotate(np.broadcast_to(s, (len(ann), s.shape[0])), -np.array([p for _, _, p in ann]))
-        ids = np.asarray(candidates(queries, min(fetch, n), [done] * len(ann)))
+        queries = rotate(np.broadcast_to(s, (len(ann), s.shape[0])), -np.array(ann))
+        ids = np.asarray(candidates(queries, min(fetch, n)))
         found.update(ids[ids >= 0].tolist())  # every hit, scored with its own range's rotation below
     cand = np.array(sorted(found - done), dtype=np.int64)
-    if integer:
-        p = chunk_positions(n, done, integer=True)[cand]
+    if integer:  # each candidate's bucket, looked up in the ranges (the same positions, not recomputed)
+        starts = np.array([a for a, _, _ in ranges], dtype=np.int64)
+        p = np.array([q for _, _, q in ranges])[np.searchsorted(starts, cand, side="right") - 1]
         rotated = rotate(np.broadcast_to(s, (len(cand), s.shape[0])), -p)  # the state, per candidate's range
         scores = np.einsum("nd,nd->n", np.asarray(vectors[cand], dtype=np.float32), rotated)
     else:
