@@ -157,7 +157,7 @@ def build_index(
 
 def _storage_message(exc: OSError, out: Path) -> str:
     work = work_folder(out)
-    kept = len(list((work / "shards").glob("*.json"))) if work.is_dir() else 0
+    kept = ShardStore(work).count()
     where = exc.filename or out
     msg = f"cannot write {where}: {exc.strerror or exc}"
     if kept:
@@ -185,7 +185,7 @@ class _Build:
             t_embed = time.perf_counter()
             report = self._finish(shards, t0, t_embed)
         except BaseException as exc:
-            kept = len(list(self.store.dir.glob("*.json"))) if self.store.dir.is_dir() else 0
+            kept = self.store.count()
             if kept == 0:
                 shutil.rmtree(self.work, ignore_errors=True)
             elif self.warn and isinstance(exc, KeyboardInterrupt):
@@ -206,7 +206,7 @@ class _Build:
         """Create the work folder, or check and reuse an interrupted one (--resume); the finished shards."""
         key = self._key()
         if self.work.exists():
-            finished = list(self.store.dir.glob("*.json")) if self.store.dir.is_dir() else []
+            finished = self.store.count()
             if self.s.resume and (self.work / BUILD_JSON).is_file():
                 before = _read_json(self.work / BUILD_JSON)
                 if before != key:
@@ -220,7 +220,7 @@ class _Build:
                 return shards
             if finished and not self.s.overwrite:
                 raise InputError(
-                    f"an interrupted build of {self.out} is in {self.work} ({len(finished)} finished shard(s)): "
+                    f"an interrupted build of {self.out} is in {self.work} ({finished} finished shard(s)): "
                     "pass --resume to continue it, or --overwrite to discard it"
                 )
             shutil.rmtree(self.work)

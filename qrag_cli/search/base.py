@@ -12,6 +12,7 @@ backends are comparable and ties are broken the same way everywhere (lower id fi
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -178,7 +179,7 @@ def rescore(
     return finalize(scores, np.where(drop, -1, cand), k)
 
 
-class GraphBackend:
+class GraphBackend(ABC):
     """The shared part of the HNSW backends: a library's graph over `vectors`, hits re-scored exactly.
 
     Subclasses set `name` and implement `_candidates(qs, fetch)`: int64 ids (q, <= fetch), -1 where a
@@ -196,8 +197,9 @@ class GraphBackend:
         self.threads = resolve_threads(threads)
         self._exact: Any = None
 
+    @abstractmethod
     def _candidates(self, qs: np.ndarray, fetch: int) -> np.ndarray | None:
-        raise NotImplementedError
+        """The library's hits for each query (see the class doc)."""
 
     def _checked(self, cand: np.ndarray) -> np.ndarray:
         if cand.size and (cand.max() >= self.vectors.shape[0] or cand.min() < -1):

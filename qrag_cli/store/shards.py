@@ -79,6 +79,10 @@ class ShardStore:
         stem = f"{number:06d}"
         return f"{stem}.arrow", f"{stem}.npy", f"{stem}.json"
 
+    def count(self) -> int:
+        """Finished shards on disk (their JSON written), without reading or verifying them."""
+        return len(list(self.dir.glob("*.json"))) if self.dir.is_dir() else 0
+
     def finished(self) -> list[ShardInfo]:
         """Finished shards in order, each verified against its checksums; unfinished leftovers are removed."""
         self.dir.mkdir(parents=True, exist_ok=True)
