@@ -25,6 +25,11 @@ RESUMABLE_CHANGES = ("out", "resume", "overwrite", "steps", "threads", "val_ever
 # --- settings, data -------------------------------------------------------------------------------
 
 
+def default_run_folder(task: str) -> Path:
+    """Where a run goes without --out: runs/<task>."""
+    return Path("runs") / task.replace(":", "-")
+
+
 def check(s: TrainSettings) -> TrainSettings:
     """The resolved settings (preset applied, output folder defaulted); InputError on anything unusable."""
     s = s.resolve_preset()
@@ -50,7 +55,7 @@ def check(s: TrainSettings) -> TrainSettings:
     if s.train_state_layers < 0 or s.max_steps < 0 or s.warmup_updates < 0:
         raise InputError("--train-state-layers, --max-steps and --warmup-updates must be >= 0")
     if not s.out:
-        s = replace(s, out=str(Path("runs") / s.task.replace(":", "-")))
+        s = replace(s, out=str(default_run_folder(s.task)))
     return s
 
 

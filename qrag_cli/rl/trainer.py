@@ -23,7 +23,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,9 @@ from .env import MAX_STEPS, EnvPool, Episode
 from .qnet import PolicyEncoder, QNet, StateBatch, polyak, rotate_t, twin_q
 from .returns import lambda_returns, soft_value
 from .tasks import (  # noqa: F401  (check, make_samples: part of this module's API)
-    RESUMABLE_CHANGES,
     base_model_path,
     check,
+    default_run_folder,
     make_samples,
     resumed_settings,
 )
@@ -276,15 +276,12 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
     `samples` = (training, validation) replaces the generated task samples (tests, custom data); each
     sample needs `question`, `context` (chunk texts) and `support` (chunk indices).
     """
-    if settings.resume and settings.out and (Path(settings.out) / "settings.json").is_file():
-        settings = resumed_settings(settings)
+    if settings.resume:  # the run's own settings for what was not given; a difference is refused
+        run = Path(settings.out) if settings.out else default_run_folder(settings.task)
+        if (run / "settings.json").is_file():
+            settings = resumed_settings(replace(settings, out=str(run)))
     s = check(settings)
     out = Path(s.out)
-    if s.resume and (out / "settings.json").is_file():
-        saved = json.loads((out / "settings.json").read_text(encoding="utf-8"))
-        diff = [k for k, v in asdict(s).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
-        if diff:
-            raise InputError(f"--resume with settings that differ from {out / 'settings.json'}: {', '.join(diff)}")
     base = base_model_path(s.model)
     ckpt.prepare_run(out, resume=s.resume, overwrite=s.overwrite)
     if not s.resume:
