@@ -114,7 +114,8 @@ class QuerySession:
             ef=settings.ef or None, threads=settings.threads,
         )
         self.retriever = MultiStepRetriever(encoder, self.index, self.backend, piece_tokens=settings.piece_tokens,
-                                            positional=settings.positional, candidates=settings.candidates)
+                                            positional=settings.positional, candidates=settings.candidates,
+                                            threads=settings.threads)
 
     def ask(self, questions: list[Question]) -> list[dict[str, Any]]:
         """Run the loop for a batch of questions; one result object per question."""

@@ -88,7 +88,7 @@ class QuerySettings:
     ef: int = _f(0, "HNSW ef override (0: the value in the manifest).")
     positional: str = _f(
         "auto", "Search for models with rotary positions: 'exact' (range by range over all vectors), 'approx' "
-        "(ANN candidates per range, re-scored exactly) or 'auto' (approx from 100k chunks on an ANN backend)."
+        "(ANN candidates per range, re-scored exactly) or 'auto' (approx from 1M chunks on an ANN backend)."
     )
     candidates: int = _f(64, "Approximate positional search: ANN candidates fetched per position range.")
     threads: int = _f(0, "CPU threads (0: all cores).")

@@ -62,6 +62,32 @@ def test_range_by_range_equals_rotate_everything(integer):
     np.testing.assert_allclose(scores, brute[want], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_kernel_scan_of_large_ranges_equals_rotate_everything_with_ties(scale):
+    """Ranges above SMALL_RANGE rows go through usearch's float16 kernel: same ids (lowest id wins
+    exact ties between duplicate rows), same float32 scores as the brute-force reference."""
+    from qrag_cli.search import positions
+
+    rng = np.random.default_rng(11)
+    n = 30_000
+    vectors = rng.standard_normal((n, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[rng.integers(0, n, 400)] = vectors[17]  # 400 copies of one row: exact ties within ranges
+    vectors = (vectors * scale).astype(np.float16)
+    assert n / 19 > positions.SMALL_RANGE  # every range is scanned by the kernel
+    for retrieved in ([], [17], [17, 9000, 9001, 29_999]):
+        for k in (1, 5, 40):
+            state = rng.standard_normal(64).astype(np.float32)
+            if k == 5:
+                state = vectors[17].astype(np.float32)  # the duplicated row wins in many ranges at once
+            ids, scores = exact_rotary_search(vectors, state, retrieved, k)
+            brute = rotate(vectors.astype(np.float32), chunk_positions(n, retrieved)) @ state
+            brute[retrieved] = -np.inf
+            want = np.lexsort((np.arange(n), -brute))[:k]
+            assert ids.tolist() == want.tolist()
+            np.testing.assert_allclose(scores, brute[want], rtol=1e-5, atol=1e-5 * scale)
+
+
 def test_greedy_never_picks_a_retrieved_chunk():
     rng = np.random.default_rng(2)
     vectors = rng.standard_normal((50, 8)).astype(np.float16)

@@ -67,14 +67,16 @@ class Trajectory:
 
 POSITIONAL_MODES = ("auto", "exact", "approx")
 #: From this many chunks on, "auto" searches positional models approximately (on an ANN backend).
-AUTO_APPROX_ROWS = 100_000
+#: The exact scan grows with the corpus (~35 ms per step at 417k chunks, float16 kernel), the ANN
+#: mode hardly (~35-40 ms at 417k, docs/benchmarks.md): approx only where it should be clearly faster.
+AUTO_APPROX_ROWS = 1_000_000
 
 
 class MultiStepRetriever:
     """Runs the retrieval loop over an open index with an encoder and a search backend."""
 
     def __init__(self, encoder: Encoder, index: ChunkSource, backend: SearchBackend, *, piece_tokens: int = 64,
-                 positional: str = "auto", candidates: int = 64):
+                 positional: str = "auto", candidates: int = 64, threads: int = 0):
         self.positions = encoder.spec.pooling.positions
         if self.positions not in ("none", "int", "float"):
             raise IncompatibleError(f"model {encoder.spec.name} declares unknown positions {self.positions!r}")
@@ -87,6 +89,7 @@ class MultiStepRetriever:
             positional = "approx" if ann and len(index) >= AUTO_APPROX_ROWS else "exact"
         self.positional = positional
         self.candidates = candidates
+        self.threads = threads  # of the exact mode's scan (0: all cores)
         self.encoder = encoder
         self.index = index
         self.backend = backend
@@ -122,6 +125,6 @@ class MultiStepRetriever:
     def _positional(self, state: np.ndarray, retrieved: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
         integer = self.positions == "int"
         if self.positional == "exact":
-            return exact_rotary_search(self.index.vectors, state, retrieved, k, integer=integer)
+            return exact_rotary_search(self.index.vectors, state, retrieved, k, integer=integer, threads=self.threads)
         return approx_rotary_search(self.index.vectors, state, retrieved, k, self.backend.candidates,
                                     integer=integer, fetch=self.candidates)
