@@ -55,6 +55,14 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def blocks_then_end(blocks: Iterable[str]) -> Iterator[tuple[str, bool]]:
+    """The non-empty blocks as ``(block, False)``, then ``("", True)``: the streaming splitters' loop."""
+    for block in blocks:
+        if block:
+            yield block, False
+    yield "", True
+
+
 def _is_abbreviation(buf: str, dot: int, nxt: str) -> bool:
     """Whether the period at `buf[dot]` ends an abbreviation (so not the sentence)."""
     if dot == 0 or not buf[dot - 1].isalpha():
@@ -127,16 +135,8 @@ def split_sentences(blocks: Iterable[str], max_tokens: int = 128) -> Iterator[tu
     base = 0  # offset of buf[0] in the whole text
     start = -1  # start of the pending sentence in buf (-1: not found yet)
     scan = 0  # where the search for the next candidate end resumes
-    it = iter(blocks)
-    final = False
-    while not final:
-        block = next(it, None)
-        if block is None:
-            final = True
-        elif not block:
-            continue
-        else:
-            buf += block
+    for block, final in blocks_then_end(blocks):
+        buf += block
         n = len(buf)
         out: list[tuple[int, int]] = []
         while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .sentences import TOKEN, normalise
+from .sentences import TOKEN, blocks_then_end, normalise
 
 MAX_TOKEN_CHARS = 1024
 """A longer run of word characters is cut into tokens of this many characters."""
@@ -33,16 +33,8 @@ def split_windows(blocks: Iterable[str], window: int = 64, overlap: int = 16) ->
     pos = 0  # where tokenising resumes in buf
     toks: list[tuple[int, int]] = []  # global spans of the tokens not yet out of every window
     emitted = False
-    it = iter(blocks)
-    final = False
-    while not final:
-        block = next(it, None)
-        if block is None:
-            final = True
-        elif not block:
-            continue
-        else:
-            buf += block
+    for block, final in blocks_then_end(blocks):
+        buf += block
         n = len(buf)
         pos_set = False
         for m in TOKEN.finditer(buf, pos):
