@@ -26,163 +26,52 @@ Decisions
 
 from __future__ import annotations
 
-import codecs
 import json
-import lzma
 import os
 import sys
-import threading
 import warnings
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from ..errors import InputError
+from .inputs import (
+    BOM,
+    HEAD_BYTES,
+    Input,
+    Utf8Decoder,
+    decode_bytes,
+    normalise_newlines,
+    open_file,
+)
 from .types import Document
 
-_HEAD_BYTES = 8192
-_BOM = b"\xef\xbb\xbf"
-_COMPRESSION_SUFFIXES = (".gz", ".xz")
 _TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.xz")
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.xz")
-_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
+_COMPRESSION_SUFFIXES = (".gz", ".xz")
 
 Warn = Callable[[str], None]
-
-
-class _BadBytes(threading.local):
-    """Per-thread count of the undecodable bytes seen by the current decode call."""
-
-    n: int = 0
-
-
-_BAD = _BadBytes()
-_ERRORS = "qrag-count-replace"
-
-
-def _count_replace(exc: UnicodeError) -> tuple[str, int]:
-    """Codec error handler: like ``replace`` but counts the replaced bytes in `_BAD`."""
-    if not isinstance(exc, UnicodeDecodeError):
-        raise exc
-    _BAD.n += exc.end - exc.start
-    return "\ufffd", exc.end
-
-
-codecs.register_error(_ERRORS, _count_replace)
-
-
-def _decode_bytes(data: bytes) -> tuple[str, int]:
-    """`data` decoded as UTF-8 with replacement, and how many bytes were replaced."""
-    _BAD.n = 0
-    text = data.decode("utf-8", _ERRORS)
-    return text, _BAD.n
-
-
-def _normalise_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def _default_warn(message: str) -> None:
     warnings.warn(message, stacklevel=2)
 
 
-class _Input:
-    """The decompressed byte stream of one input, with a peekable head and raw progress."""
-
-    def __init__(self, display: str, stream: BinaryIO, raw: BinaryIO | None) -> None:
-        self.display = display
-        self._stream = stream
-        self._raw = raw  # the on-disk file under a decompressor (None: stdin)
-        self._head = b""
-        self._eof = False
-        self.consumed = 0  # bytes read from `stream` (used as progress for stdin)
-
-    def _read(self, n: int) -> bytes:
-        if self._eof:
-            return b""
-        try:
-            data = self._stream.read(n)
-        except _READ_ERRORS as exc:
-            raise InputError(f"{self.display}: cannot read (corrupt or truncated file?): {exc}") from exc
-        if not data:
-            self._eof = True
-        self.consumed += len(data)
-        return data
-
-    def peek(self, n: int) -> bytes:
-        """At least `n` bytes from the current position (fewer only at the end), not consumed."""
-        while len(self._head) < n:
-            data = self._read(n - len(self._head))
-            if not data:
-                break
-            self._head += data
-        return self._head
-
-    def check_binary(self) -> None:
-        """Raise `InputError` when a NUL byte appears in the first 8 KiB."""
-        if b"\x00" in self.peek(_HEAD_BYTES)[:_HEAD_BYTES]:
-            raise InputError(f"{self.display} looks binary (NUL bytes); qrag reads UTF-8 text")
-
-    def read(self, n: int) -> bytes:
-        """Up to `n` bytes (maybe fewer); ``b""`` at the end."""
-        if self._head:
-            data, self._head = self._head[:n], self._head[n:]
-            if len(data) < n:
-                data += self._read(n - len(data))
-            return data
-        return self._read(n)
-
-    def raw_position(self) -> int:
-        """On-disk bytes consumed so far (compressed bytes for .gz/.xz)."""
-        if self._raw is None:
-            return self.consumed
-        try:
-            return self._raw.tell()
-        except (OSError, ValueError):
-            return 0
-
-    def close(self) -> None:
-        for f in (self._stream, self._raw):
-            if f is not None and f is not getattr(sys.stdin, "buffer", None):
-                try:
-                    f.close()
-                except _READ_ERRORS:
-                    pass
-
-
-def _open_file(path: Path, display: str) -> _Input:
-    try:
-        raw: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by _Input.close
-    except OSError as exc:
-        raise InputError(f"cannot open {display}: {exc.strerror or exc}") from exc
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        import gzip
-
-        return _Input(display, gzip.GzipFile(fileobj=raw, mode="rb"), raw)  # type: ignore[arg-type]
-    if name.endswith(".xz"):
-        return _Input(display, lzma.LZMAFile(raw, mode="rb"), raw)  # type: ignore[arg-type]
-    return _Input(display, raw, raw)
-
-
-def _text_blocks(src: _Input, block_bytes: int, on_warning: Warn) -> Iterator[str]:
+def _text_blocks(src: Input, block_bytes: int, on_warning: Warn) -> Iterator[str]:
     """The decoded, newline-normalised text of `src` in blocks; warns about replaced bytes."""
     src.check_binary()
-    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors=_ERRORS)
+    decoder = Utf8Decoder()
     bad = 0
     carry = ""  # a trailing "\r" waits for the next block (it may be half of "\r\n")
     while True:
         data = src.read(block_bytes)
         final = not data
-        _BAD.n = 0
-        text = decoder.decode(data, final)
-        bad += _BAD.n
+        text, replaced = decoder.decode(data, final)
+        bad += replaced
         if carry:
             text, carry = carry + text, ""
         if not final and text.endswith("\r"):
             text, carry = text[:-1], "\r"
-        text = _normalise_newlines(text)
+        text = normalise_newlines(text)
         if text:
             yield text
         if final:
@@ -191,7 +80,7 @@ def _text_blocks(src: _Input, block_bytes: int, on_warning: Warn) -> Iterator[st
         on_warning(f"{src.display}: {bad} bytes were not valid UTF-8 and were replaced with U+FFFD")
 
 
-def _lines(src: _Input, block_bytes: int) -> Iterator[bytes]:
+def _lines(src: Input, block_bytes: int) -> Iterator[bytes]:
     """The lines of `src` (without the newline); one line is held at a time."""
     parts: list[bytes] = []
     while True:
@@ -212,14 +101,14 @@ def _lines(src: _Input, block_bytes: int) -> Iterator[bytes]:
         yield b"".join(parts)
 
 
-def _jsonl_documents(src: _Input, block_chars: int, on_warning: Warn) -> Iterator[Document]:
+def _jsonl_documents(src: Input, block_chars: int, on_warning: Warn) -> Iterator[Document]:
     """One document per non-blank JSONL line of `src`."""
     src.check_binary()
     bad = 0
     for lineno, line in enumerate(_lines(src, block_chars)):
-        if lineno == 0 and line.startswith(_BOM):
-            line = line[len(_BOM) :]
-        text_line, n = _decode_bytes(line)
+        if lineno == 0 and line.startswith(BOM):
+            line = line[len(BOM) :]
+        text_line, n = decode_bytes(line)
         bad += n
         if not text_line.strip():
             continue
@@ -240,7 +129,7 @@ def _jsonl_documents(src: _Input, block_chars: int, on_warning: Warn) -> Iterato
             doc_id = json.dumps(doc_id)
         elif not isinstance(doc_id, str):
             raise InputError(f'{where}: "id" must be a string or a number')
-        yield Document(doc_id, _slices(_normalise_newlines(text), block_chars))
+        yield Document(doc_id, _slices(normalise_newlines(text), block_chars))
     if bad:
         on_warning(f"{src.display}: {bad} bytes were not valid UTF-8 and were replaced with U+FFFD")
 
@@ -279,7 +168,7 @@ class Corpus:
         self._files = files  # (path, path for messages, id of a text document); None: stdin
         self._block = block_chars
         self._warn = on_warning
-        self._current: _Input | None = None
+        self._current: Input | None = None
         self._done_bytes = 0
         self._started = False
         self.bytes_total: int | None = None
@@ -311,7 +200,7 @@ class Corpus:
             yield from self._stdin_documents()
             return
         for path, display, doc_id in self._files:
-            src = _open_file(path, display)
+            src = open_file(path, display)
             self._current = src
             try:
                 if _is_jsonl(path.name):
@@ -328,13 +217,13 @@ class Corpus:
 
     def _stdin_documents(self) -> Iterator[Document]:
         stream = sys.stdin.buffer
-        src = _Input("stdin", stream, None)
+        src = Input("stdin", stream, None)
         self._current = src
         try:
-            want = _HEAD_BYTES
+            want = HEAD_BYTES
             while True:  # look ahead (boundedly) for the first non-blank byte
                 head = src.peek(want)
-                body = head[len(_BOM) :] if head.startswith(_BOM) else head
+                body = head[len(BOM) :] if head.startswith(BOM) else head
                 if body.lstrip() or len(head) < want or want >= (1 << 20):
                     break
                 want *= 2
