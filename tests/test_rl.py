@@ -308,3 +308,16 @@ def test_ruler_training_samples(task, facts):
     for x in train + val:
         assert 100 <= len(x["context"]) <= 400 and len(x["support"]) >= facts - 1
         assert all(0 <= j < len(x["context"]) for j in x["support"])
+
+
+def test_best_checkpoint_is_chosen_by_coverage_within_the_episode_then_minimum_steps():
+    from qrag_cli.rl.trainer import Counters, is_best
+
+    c = Counters()
+    row = lambda at_min, at_max: {"val_coverage": at_min, "val_coverage_max_steps": at_max}  # noqa: E731
+    assert is_best(row(0.0, 0.0), c)  # the first validation always is
+    c.best_coverage, c.best_coverage_max_steps = 0.66, 0.94
+    assert not is_best(row(0.70, 0.90), c)  # better in the minimum steps, worse within the episode
+    assert is_best(row(0.54, 0.96), c)  # the figure `qrag bench` reports decides first
+    assert is_best(row(0.66, 0.94), c)  # a tie: the later validation wins
+    assert not is_best(row(0.64, 0.94), c)

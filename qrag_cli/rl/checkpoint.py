@@ -3,7 +3,8 @@
     RUN/settings.json              the resolved TrainSettings
     RUN/metrics.jsonl              one JSON line per update (validation every K updates)
     RUN/checkpoints/last/          policy folder + trainer.pt (what --resume continues from)
-    RUN/checkpoints/best/          policy folder of the best validation coverage
+    RUN/checkpoints/best/          policy folder of the best validation (coverage within the
+                                   episode's steps, then in the minimum steps; later wins ties)
 
 A policy folder: `manifest.json` {"format": "qrag-policy", "format_version": 1, "base", "updates",
 "val_coverage"} and `state/`, `action/`, each a Hugging Face model folder with tokenizer.json and

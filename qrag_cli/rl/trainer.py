@@ -12,7 +12,8 @@ One iteration, all in this file:
    AdamW, gradient clip, lr warm-up then linear decay.
 4. Polyak update (tau) of both target encoders after every optimiser step.
 Every `val_every` updates: greedy coverage on the validation split through the inference loop
-(`MultiStepRetriever`), then checkpoints (last, and best by coverage in the minimum number of steps).
+(`MultiStepRetriever`), then checkpoints (last, and best by coverage within the episode's steps, the figure `qrag bench`
+reports, then by coverage in the minimum number of steps; a later validation wins a tie).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ Progress = Callable[[dict[str, Any]], None]
 class Counters:
     updates: int = 0
     transitions: int = 0
-    best_coverage: float = -1.0
+    best_coverage: float = -1.0  # coverage in the minimum number of steps, of the best checkpoint
+    best_coverage_max_steps: float = -1.0  # its coverage within the episode's steps (the first criterion)
     last_coverage: float | None = None
 
 
@@ -318,8 +320,8 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
             row.update(trainer.validate())
             c = trainer.counters
             c.last_coverage = row["val_coverage"]
-            if row["val_coverage"] > c.best_coverage:
-                c.best_coverage = row["val_coverage"]
+            if is_best(row, c):
+                c.best_coverage_max_steps, c.best_coverage = row["val_coverage_max_steps"], row["val_coverage"]
                 ckpt.save_policy(best, net, str(base), u, row["val_coverage"])
             ckpt.save_policy(last, net, str(base), u, row["val_coverage"], trainer.state_dict())
         _append(metrics, row)
@@ -328,7 +330,14 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
     c = trainer.counters
     return {"run": str(out), "updates": c.updates, "transitions": c.transitions,
             "val_coverage": c.last_coverage, "best_val_coverage": c.best_coverage,
+            "best_val_coverage_max_steps": c.best_coverage_max_steps,
             "best": str(best), "last": str(last)}
+
+
+def is_best(row: dict[str, Any], c: Counters) -> bool:
+    """Coverage within the episode's steps first (what `qrag bench` reports), then coverage in the
+    minimum number of steps; equal on both, the later validation wins (it has trained longer)."""
+    return (row["val_coverage_max_steps"], row["val_coverage"]) >= (c.best_coverage_max_steps, c.best_coverage)
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
