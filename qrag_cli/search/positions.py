@@ -138,20 +138,20 @@ def _range_scan(vectors: np.ndarray, s: np.ndarray, done: set[int], k: int, thre
             partial.append(r)
         ids.append(got)
         owner.append(np.full(len(got), r, dtype=np.int64))
-    cand, rng = np.concatenate(ids), np.concatenate(owner)
+    cand, where = np.concatenate(ids), np.concatenate(owner)  # where[i]: the range of cand[i]
     keep = ~np.isin(cand, done_sorted)
-    cand, rng = cand[keep], rng[keep]
-    scores, norms = _rescore(vectors, cand, queries[rng])
+    cand, where = cand[keep], where[keep]
+    scores, norms = _rescore(vectors, cand, queries[where])
     kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-    more = [r for r in partial if np.any(rng == r)
-            and scores[rng == r].min() >= kth - KERNEL_EPS * norms[rng == r].max()]
+    more = [r for r in partial if np.any(where == r)
+            and scores[where == r].min() >= kth - KERNEL_EPS * norms[where == r].max()]
     if more:  # near-ties at a range's cut: all of the range, every score from the same routine (equal rows tie)
         full = [np.arange(ranges[r][0], ranges[r][1], dtype=np.int64) for r in more]
         extra = np.concatenate(full)
         fresh = ~np.isin(extra, done_sorted) & ~np.isin(extra, cand)
         cand = np.concatenate([cand, extra[fresh]])
-        rng = np.concatenate([rng, np.repeat(np.array(more, dtype=np.int64), [len(f) for f in full])[fresh]])
-        scores, _ = _rescore(vectors, cand, queries[rng])
+        where = np.concatenate([where, np.repeat(np.array(more, dtype=np.int64), [len(f) for f in full])[fresh]])
+        scores, _ = _rescore(vectors, cand, queries[where])
     order = np.lexsort((cand, -scores))[:k]
     return cand[order], scores[order]
 
