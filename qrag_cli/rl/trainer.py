@@ -12,8 +12,9 @@ One iteration, all in this file:
    AdamW, gradient clip, lr warm-up then linear decay.
 4. Polyak update (tau) of both target encoders after every optimiser step.
 Every `val_every` updates: greedy coverage on the validation split through the inference loop
-(`MultiStepRetriever`), then checkpoints (last, and best by coverage within the episode's steps, the figure `qrag bench`
-reports, then by coverage in the minimum number of steps; a later validation wins a tie).
+(`MultiStepRetriever`), then checkpoints (last, and best by coverage within the episode's steps,
+the figure `qrag bench` reports, then by coverage in the minimum number of steps; a later
+validation wins a tie).
 """
 
 from __future__ import annotations

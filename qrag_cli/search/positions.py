@@ -143,8 +143,11 @@ def _range_scan(vectors: np.ndarray, s: np.ndarray, done: set[int], k: int, thre
     cand, where = cand[keep], where[keep]
     scores, norms = _rescore(vectors, cand, queries[where])
     kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-    more = [r for r in partial if np.any(where == r)
-            and scores[where == r].min() >= kth - KERNEL_EPS * norms[where == r].max()]
+    more = []  # ranges whose kept rows end within the kernel's error of the k-th score
+    for r in partial:
+        mine = where == r
+        if mine.any() and scores[mine].min() >= kth - KERNEL_EPS * norms[mine].max():
+            more.append(r)
     if more:  # near-ties at a range's cut: all of the range, every score from the same routine (equal rows tie)
         full = [np.arange(ranges[r][0], ranges[r][1], dtype=np.int64) for r in more]
         extra = np.concatenate(full)
