@@ -234,6 +234,10 @@ class TrainSettings:
                                            "norm for MiniLM), chunk embeddings are computed once, and an index built "
                                            "with the base model serves the policy without re-indexing; "
                                            "preset: reference no, cpu yes.")
+    train_action_layers: int = _f(0, "With a trained action encoder (--no-freeze-action): train only its top N "
+                                     "layers (0: all). The frozen lower layers run once per training context "
+                                     "(cached, bf16 with --bf16), so an update re-embeds the context's chunks "
+                                     "through the top N layers only.")
     bf16: bool | None = _f(None, "bfloat16 autocast of the encoders' forward passes; preset: reference no, cpu yes.")
     val_every: int = _f(50, "Validate (greedy coverage) and checkpoint every K updates.")
     threads: int = _f(0, "CPU threads (0: all cores).")

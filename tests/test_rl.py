@@ -113,6 +113,8 @@ def test_cpu_preset_overrides_only_defaults_and_bad_input_is_refused(tmp_path):
         trainer_mod.train(TrainSettings(task="babilong:qa9", out=str(tmp_path / "r")))
     with pytest.raises(InputError, match="ruler training length '32K'"):
         trainer_mod.train(TrainSettings(task="ruler:vt", length="32K", out=str(tmp_path / "r")))
+    with pytest.raises(InputError, match="--no-freeze-action"):
+        trainer_mod.train(TrainSettings(preset="cpu", train_action_layers=1, out=str(tmp_path / "r")))
     (tmp_path / "exists").mkdir()
     with pytest.raises(OutputExistsError):
         trainer_mod.train(TrainSettings(out=str(tmp_path / "exists")))
@@ -274,6 +276,49 @@ def test_shared_frozen_lower_layers_give_the_full_forward(tiny_model):
         split = net.embed_state_batch(StateBatch.cat([net.state_batch(a), net.state_batch(b)]))
     np.testing.assert_allclose(split.numpy(), full.numpy(), rtol=1e-5, atol=1e-5)
     assert len(net.state.encoder.layer) == 2 and not isinstance(net.state.embeddings, torch.nn.Identity)
+
+
+def test_cached_lower_action_layers_give_the_full_forward_and_train_only_the_top(tiny_model):
+    from qrag_cli.rl.qnet import QNet
+
+    net = QNet(tiny_model, scale=4.0, positions="int", piece_tokens=8, train_action_layers=1).eval()
+    assert net.action_frozen_layers == 1 and net.frozen_layers == 0
+    texts = ["apple river", "a much longer chunk of words here and there", "x", "stone cloud table"]
+    with torch.no_grad():
+        full = net.embed_chunks(texts)
+        low = net.chunk_lower(texts)
+        np.testing.assert_allclose(net.embed_lower(low, batch=3).numpy(), full.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(net.embed_lower(low.take([3, 1])).numpy(), full[[3, 1]].numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    trained = {n for n, p in net.action.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith("encoder.layer.1.") for n in trained)
+    assert len(net.action.encoder.layer) == 2  # the partial forward put every layer back
+    net.train()
+    net.embed_lower(low.take([0, 2])).sum().backward()  # gradients reach the top layer only
+    assert all((p.grad is not None) == p.requires_grad for p in net.action.parameters())
+
+
+def test_training_with_the_top_action_layer_trained_resumes_like_an_uninterrupted_run(tmp_path, tiny_model):
+    kw = {"steps": 8, "val_every": 4, "freeze_action": False, "train_action_layers": 1}
+    full = tiny_settings(tmp_path / "a", tiny_model, **kw)
+    trainer_mod.train(full, samples=data())
+    cut = tiny_settings(tmp_path / "b", tiny_model, **kw)
+
+    def interrupt(row):
+        if row["update"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer_mod.train(cut, interrupt, samples=data())
+    trainer_mod.train(replace(cut, resume=True), samples=data())
+    a, b = rows(tmp_path / "a" / "run"), rows(tmp_path / "b" / "run")
+    assert [r["update"] for r in b] == list(range(9))
+    for ra, rb in zip(a, b):
+        for key in ("loss", "q_mean", "val_coverage"):
+            if key in ra:
+                assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-6), (ra["update"], key)
+    pooling = json.loads((tmp_path / "a" / "run" / "checkpoints" / "last" / "action" / "qrag_pooling.json").read_text())
+    assert pooling == {"kind": "mean", "normalize": False, "scale": 4.0, "positions": "int"}  # the trained pooling
 
 
 def test_frozen_action_encoder_gives_the_base_index_vectors(tmp_path, tiny_model):

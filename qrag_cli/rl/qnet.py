@@ -69,6 +69,15 @@ def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def by_length(rows: Sequence[Sequence[int]], batch: int) -> tuple[list[list[int]], torch.Tensor]:
+    """Batches of row indices in length order (less padding), and the permutation that puts the
+    concatenated batch outputs back in row order."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+    return [order[a : a + batch] for a in range(0, len(order), batch)], inverse
+
+
 def _autocast(bf16: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
@@ -143,6 +152,21 @@ class StateBatch:
         return StateBatch(torch.cat([pad(b.ids) for b in batches]), torch.cat([pad(b.mask) for b in batches]), lower)
 
 
+@dataclass
+class ChunkLower:
+    """A context's chunks through the frozen lower action layers: token ids and hidden states per chunk.
+
+    Computed once per training context (those layers are never trained, and Polyak averaging leaves
+    the target's equal to them), so an update re-embeds the context through the trained top layers only.
+    """
+
+    rows: list[list[int]]
+    lower: list[torch.Tensor]  # chunk i: (len(rows[i]), D)
+
+    def take(self, which: Sequence[int]) -> ChunkLower:
+        return ChunkLower([self.rows[i] for i in which], [self.lower[i] for i in which])
+
+
 def _layers(model: nn.Module) -> nn.ModuleList:
     layers = getattr(getattr(model, "encoder", None), "layer", None)
     if not isinstance(layers, nn.ModuleList):
@@ -154,7 +178,8 @@ class QNet(nn.Module):
     """State and action encoders of one base model, with the method's pooling and Q heads."""
 
     def __init__(self, base: Path, *, scale: float, positions: str, piece_tokens: int, max_tokens: int = 128,
-                 train_state_layers: int = 0, freeze_action: bool = False, bf16: bool = False) -> None:
+                 train_state_layers: int = 0, freeze_action: bool = False, bf16: bool = False,
+                 train_action_layers: int = 0) -> None:
         super().__init__()
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
@@ -195,6 +220,13 @@ class QNet(nn.Module):
                 layer.requires_grad_(False)
         if freeze_action:
             self.action.requires_grad_(False)
+        self.action_frozen_layers = 0  # lower action layers never trained (a trained action encoder only)
+        if not freeze_action and train_action_layers and train_action_layers < len(_layers(self.action)):
+            layers = _layers(self.action)
+            self.action_frozen_layers = len(layers) - train_action_layers
+            self.action.embeddings.requires_grad_(False)
+            for layer in layers[: self.action_frozen_layers]:
+                layer.requires_grad_(False)
 
     def embed_states(self, states: Sequence[Sequence[str]], model: nn.Module | None = None) -> torch.Tensor:
         rows = self.tokens.state_rows(states, self.piece_tokens)
@@ -226,11 +258,40 @@ class QNet(nn.Module):
     def embed_chunks(self, texts: Sequence[str], model: nn.Module | None = None, batch: int = 64) -> torch.Tensor:
         """Chunk embeddings, in length-sorted batches (grads follow the caller)."""
         rows = self.tokens.chunk_rows(texts)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        parts = [pooled(model or self.action, [rows[i] for i in order[a : a + batch]], self.tokens.pad_id,
-                        self.action_pooling, self.bf16) for a in range(0, len(order), batch)]
-        inverse = torch.empty(len(rows), dtype=torch.long)
-        inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(rows))
+        batches, inverse = by_length(rows, batch)
+        parts = [pooled(model or self.action, [rows[i] for i in idx], self.tokens.pad_id, self.action_pooling,
+                        self.bf16) for idx in batches]
+        return torch.cat(parts)[inverse]
+
+    def chunk_lower(self, texts: Sequence[str], batch: int = 64) -> ChunkLower:
+        """The chunks through the frozen lower action layers (no dropout); stored in bf16 when autocast is on."""
+        rows = self.tokens.chunk_rows(texts)
+        lower: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+        was_training = self.action.training
+        self.action.eval()
+        with torch.no_grad(), _autocast(self.bf16), \
+                partial_model(self.action, slice(0, self.action_frozen_layers)) as m:
+            for idx in by_length(rows, batch)[0]:
+                ids, mask = pad_rows([rows[i] for i in idx], self.tokens.pad_id)
+                hidden = m(input_ids=ids, attention_mask=mask).last_hidden_state
+                hidden = hidden.to(torch.bfloat16) if self.bf16 else hidden
+                for j, i in enumerate(idx):
+                    lower[i] = hidden[j, : len(rows[i])].clone()
+        self.action.train(was_training)
+        return ChunkLower(rows, lower)
+
+    def embed_lower(self, chunks: ChunkLower, model: nn.Module | None = None, batch: int = 64) -> torch.Tensor:
+        """Action embeddings from `chunk_lower` output through the top layers (the online encoder by default),
+        in length-sorted batches; grads follow the caller."""
+        model, pool = model or self.action, self.action_pooling
+        batches, inverse = by_length(chunks.rows, batch)
+        parts = []
+        for idx in batches:
+            ids, mask = pad_rows([chunks.rows[i] for i in idx], self.tokens.pad_id)
+            given = nn.utils.rnn.pad_sequence([chunks.lower[i] for i in idx], batch_first=True)
+            with _autocast(self.bf16), partial_model(model, slice(self.action_frozen_layers, None), given) as m:
+                hidden = m(input_ids=ids, attention_mask=mask).last_hidden_state
+            parts.append(mean_pool(hidden, mask, pool.scale, pool.normalize))
         return torch.cat(parts)[inverse]
 
     def make_target(self) -> nn.ModuleDict:

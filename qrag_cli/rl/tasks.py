@@ -52,8 +52,11 @@ def check(s: TrainSettings) -> TrainSettings:
         raise InputError(f"unknown alpha schedule {s.alpha_schedule!r}: use 'constant' or 'lr'")
     if not (s.lr > 0 and s.alpha > 0 and s.scale > 0 and 0 <= s.lam <= 1 and 0 <= s.gamma <= 1 and 0 < s.tau <= 1):
         raise InputError("--lr, --alpha and --scale must be > 0; --lam and --gamma in [0, 1]; --tau in (0, 1]")
-    if s.train_state_layers < 0 or s.max_steps < 0 or s.warmup_updates < 0:
-        raise InputError("--train-state-layers, --max-steps and --warmup-updates must be >= 0")
+    if min(s.train_state_layers, s.train_action_layers, s.max_steps, s.warmup_updates) < 0:
+        raise InputError("--train-state-layers, --train-action-layers, --max-steps and --warmup-updates must be >= 0")
+    if s.train_action_layers and s.freeze_action:
+        raise InputError("--train-action-layers trains part of the action encoder: add --no-freeze-action "
+                         "(the cpu preset freezes it)")
     if not s.out:
         s = replace(s, out=str(default_run_folder(s.task)))
     return s

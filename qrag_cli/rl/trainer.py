@@ -37,7 +37,7 @@ from ..errors import InputError, TrainingError
 from ..settings import TrainSettings
 from . import checkpoint as ckpt
 from .env import MAX_STEPS, EnvPool, Episode
-from .qnet import PolicyEncoder, QNet, StateBatch, polyak, rotate_t, twin_q
+from .qnet import ChunkLower, PolicyEncoder, QNet, StateBatch, polyak, rotate_t, twin_q
 from .returns import lambda_returns, soft_value
 from .tasks import (  # noqa: F401  (check, make_samples: part of this module's API)
     base_model_path,
@@ -76,6 +76,7 @@ class Trainer:
         self.pool = EnvPool(train_samples, s.n_envs, self.max_steps, self.rng)
         self.counters = Counters()
         self._frozen_cache: dict[int, torch.Tensor] = {}  # sample index -> chunk embeddings (frozen action)
+        self._lower_cache: dict[int, ChunkLower] = {}  # sample index -> frozen lower action layers' output
         self._vectors: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per iteration: id(ep) -> (online, target)
         self._val_cache: dict[int, np.ndarray] = {}  # validation chunk vectors (frozen action encoder)
 
@@ -91,7 +92,13 @@ class Trainer:
             return self.s.alpha * self.lr_factor(self.counters.updates)
         return self.s.alpha
 
-    # chunk embeddings: re-embedded every iteration, or computed once when the action encoder is frozen
+    # chunk embeddings: re-embedded every iteration (from the cached lower layers when those are frozen),
+    # or computed once when the whole action encoder is frozen
+    def lower(self, ep: Episode) -> ChunkLower:
+        if ep.sample not in self._lower_cache:
+            self._lower_cache[ep.sample] = self.net.chunk_lower(ep.chunks)
+        return self._lower_cache[ep.sample]
+
     def chunk_vectors(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         if self.s.freeze_action:
             if ep.sample not in self._frozen_cache:
@@ -101,8 +108,12 @@ class Trainer:
             return v, v
         if id(ep) not in self._vectors:
             with torch.no_grad():
-                self._vectors[id(ep)] = (self.net.embed_chunks(ep.chunks),
-                                         self.net.embed_chunks(ep.chunks, self.target["action"]))
+                if self.net.action_frozen_layers:
+                    low = self.lower(ep)
+                    self._vectors[id(ep)] = (self.net.embed_lower(low), self.net.embed_lower(low, self.target["action"]))
+                else:
+                    self._vectors[id(ep)] = (self.net.embed_chunks(ep.chunks),
+                                             self.net.embed_chunks(ep.chunks, self.target["action"]))
         return self._vectors[id(ep)]
 
     def set_rollout_mode(self) -> None:
@@ -179,6 +190,10 @@ class Trainer:
         s_emb = self.net.embed_state_batch(batch["states"])
         if self.s.freeze_action:
             a_emb = torch.stack([self._frozen_cache[ep.sample][a] for ep, a in zip(batch["episodes"], batch["actions"])])
+        elif self.net.action_frozen_layers:
+            taken = [self.lower(ep).take([a]) for ep, a in zip(batch["episodes"], batch["actions"])]
+            a_emb = self.net.embed_lower(ChunkLower([r for c in taken for r in c.rows],
+                                                    [x for c in taken for x in c.lower]))
         else:
             a_emb = self.net.embed_chunks([ep.chunks[a] for ep, a in zip(batch["episodes"], batch["actions"])])
         q1, q2 = twin_q(s_emb, rotate_t(a_emb, torch.tensor(batch["positions"], dtype=torch.float64)))
@@ -295,7 +310,8 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
         raise InputError("training needs at least one training and one validation sample")
     seed_everything(s.seed)
     net = QNet(base, scale=s.scale, positions=s.positions, piece_tokens=s.piece_tokens, max_tokens=s.max_tokens,
-               train_state_layers=s.train_state_layers, freeze_action=s.freeze_action, bf16=s.bf16)
+               train_state_layers=s.train_state_layers, freeze_action=s.freeze_action, bf16=s.bf16,
+               train_action_layers=s.train_action_layers)
     trainer = Trainer(s, net, train_samples, val_samples)
     metrics = out / "metrics.jsonl"
     last, best = out / "checkpoints" / "last", out / "checkpoints" / "best"
