@@ -14,7 +14,8 @@ computes exactly the vectors of an uninterrupted one.
 
 Append (`--append DIR`): the new documents are embedded into shards the same way (positions and
 document count continue the index's), then the index's files and the new shards are concatenated
-into a new folder that replaces DIR only when complete; the ANN index is rebuilt over all vectors.
+into a new folder that replaces DIR only when complete; the ANN graph is loaded from DIR and only the
+new vectors are added to it (hnswlib, usearch), so an append costs the new documents, not the corpus.
 """
 
 from __future__ import annotations
@@ -307,8 +308,11 @@ class _Build:
             self.state.ann_done, self.state.ann_total = done, total
             self._report()
 
+        base_files = base.manifest["ann"].get("files", []) if base else []  # checked by IndexReader at open
         ann_info = build_ann(s.ann.backend, vectors_mm, work, s.ann, seed=s.seed, threads=s.threads,
-                             progress=ann_progress)
+                             progress=ann_progress, extend=base.folder / base_files[0] if base_files else None)
+        if base_files:
+            ann_info["extended_from_rows"] = base.rows
         del vectors_mm
         t_ann = time.perf_counter()
         write_json_atomic(work / SETTINGS, to_dict(s))

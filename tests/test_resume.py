@@ -166,6 +166,7 @@ def test_append_then_query_equals_a_full_rebuild(tmp_path, tiny_model):
     assert answers(part) == answers(full) != before
     m = json.loads((part / "manifest.json").read_text())
     assert m["corpus"]["appended"] == [{"source": str(b), "chunks": 160}]
+    assert m["ann"]["extended_from_rows"] == 240 and m["ann"]["count"] == 400  # the graph grew, not rebuilt
 
 
 def test_append_refuses_another_model_and_a_missing_index(tmp_path, tiny_model, other_tiny_model):

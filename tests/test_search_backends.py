@@ -179,6 +179,7 @@ def test_build_is_deterministic_single_threaded(tmp_path: Path, name: str) -> No
 
 
 FILES = {"hnswlib": "hnsw.bin", "usearch": "usearch.index"}
+MODULES = {"hnswlib": "hnsw", "usearch": "usearch_backend"}
 
 
 @pytest.mark.parametrize("name", ["hnswlib", "usearch"])
@@ -203,6 +204,30 @@ def test_missing_or_corrupt_file(random_index: tuple[Path, np.ndarray], tmp_path
         open_backend(name, tmp_path, vectors, SETTINGS)
     message = str(err.value)
     assert FILES[name] in message and "--overwrite" in message
+
+
+@pytest.mark.parametrize("name", ["hnswlib", "usearch"])
+def test_extending_a_graph_adds_only_the_new_rows_and_keeps_recall(random_index, queries, tmp_path, name,
+                                                                   monkeypatch) -> None:
+    """--append's path: a graph over the first 400 rows, extended to 600, searches all 600 like exact."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module(f"qrag_cli.search.{MODULES[name]}"), "BLOCK_ROWS", 100)
+    folder, vectors = random_index
+    first = tmp_path / "first"
+    build_ann(name, _save_vectors(first, np.asarray(vectors[:400])), first, SETTINGS, seed=0, threads=1)
+    grown = tmp_path / "grown"
+    added = []
+    info = build_ann(name, _save_vectors(grown, np.asarray(vectors)), grown, SETTINGS, seed=0, threads=1,
+                     progress=lambda done, total: added.append(done), extend=first / FILES[name])
+    assert info["count"] == N and added == [500, 600]  # blocks of 100 rows from row 400 on
+    ids, _ = open_backend(name, grown, vectors, SETTINGS).search(queries, 10)
+    ref, _ = _brute_force(vectors, queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids.tolist(), ref.tolist())])
+    assert recall >= 0.9 and ids.max() >= 400  # new rows are found
+    with pytest.raises(CorruptIndexError):  # another dimension: refused, nothing half-built
+        build_ann(name, _save_vectors(tmp_path / "other", np.zeros((N, D + 8))), tmp_path / "other", SETTINGS,
+                  seed=0, threads=1, extend=first / FILES[name])
 
 
 @pytest.mark.slow

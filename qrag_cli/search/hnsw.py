@@ -47,22 +47,37 @@ def build_hnswlib(
     seed: int,
     threads: int,
     progress: Callable[[int, int], None] | None = None,
+    extend: Path | None = None,
 ) -> dict[str, Any]:
     """Build ``hnsw.bin`` in `folder` from the float16 vectors (added in float32 blocks, ids = row numbers).
 
-    Returns what the manifest should record about the index.
+    `extend`: an existing ``hnsw.bin`` over the first rows of `vectors` (an --append): it is loaded
+    with room for all rows and only the rows after it are added. Returns what the manifest should
+    record about the index.
     """
     import hnswlib
 
     check_vectors(vectors)
     n, d = vectors.shape
     index = hnswlib.Index(space="ip", dim=int(d))
-    index.init_index(
-        max_elements=max(1, int(n)), M=settings.m, ef_construction=settings.ef_construction, random_seed=seed
-    )
+    start = 0
+    if extend is not None:  # hnswlib loads a file of another dimension without a word: check the header
+        header = read_header(extend)
+        if header is None or header["data_size"] != 4 * d or header["cur_element_count"] > n \
+                or header["m"] != settings.m:
+            raise corrupt_file(extend, "does not match the vectors it indexes")
+        try:
+            index.load_index(str(extend), max_elements=max(1, int(n)))
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            raise corrupt_file(extend, f"cannot be extended ({exc})") from exc
+        start = index.get_current_count()
+    else:
+        index.init_index(
+            max_elements=max(1, int(n)), M=settings.m, ef_construction=settings.ef_construction, random_seed=seed
+        )
     nthreads = resolve_threads(threads)
     index.set_num_threads(nthreads)
-    for a in range(0, n, BLOCK_ROWS):
+    for a in range(start, n, BLOCK_ROWS):
         b = min(n, a + BLOCK_ROWS)
         index.add_items(np.asarray(vectors[a:b], dtype=np.float32), np.arange(a, b, dtype=np.int64))
         if progress is not None:

@@ -39,8 +39,12 @@ def build_ann(
     seed: int,
     threads: int,
     progress: Callable[[int, int], None] | None = None,
+    extend: Path | None = None,
 ) -> dict[str, Any]:
     """Build backend `name`'s file(s) into `folder` from the float16 (n, d) vectors.
+
+    `extend`: the backend's file of an index over the first rows of `vectors` (an --append); the graph
+    is loaded from it and only the new rows are added, instead of building over all rows again.
 
     Vectors are read in blocks (memory stays bounded apart from the library's own graph and vector
     copy). `threads` 0 means all cores; only ``threads=1`` gives byte-identical rebuilds.
@@ -71,10 +75,11 @@ def build_ann(
     if name == "hnswlib":
         from .hnsw import build_hnswlib
 
-        return build_hnswlib(vectors, folder, settings, seed=seed, threads=threads, progress=progress)
+        return build_hnswlib(vectors, folder, settings, seed=seed, threads=threads, progress=progress,
+                             extend=extend)
     from .usearch_backend import build_usearch
 
-    return build_usearch(vectors, folder, settings, seed=seed, threads=threads, progress=progress)
+    return build_usearch(vectors, folder, settings, seed=seed, threads=threads, progress=progress, extend=extend)
 
 
 def open_backend(

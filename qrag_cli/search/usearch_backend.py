@@ -39,26 +39,37 @@ def build_usearch(
     seed: int,
     threads: int,
     progress: Callable[[int, int], None] | None = None,
+    extend: Path | None = None,
 ) -> dict[str, Any]:
     """Build ``usearch.index`` in `folder` from the float16 vectors (keys = row numbers).
 
-    `seed` is recorded but has no effect (usearch exposes none); returns what the manifest should record.
+    `extend`: an existing ``usearch.index`` over the first rows of `vectors` (an --append): it is
+    loaded and only the rows after it are added. `seed` is recorded but has no effect (usearch exposes
+    none); returns what the manifest should record.
     """
     import usearch
     from usearch.index import Index
 
     check_vectors(vectors)
     n, d = vectors.shape
-    index = Index(
-        ndim=int(d),
-        metric="ip",
-        dtype="f16",
-        connectivity=settings.m,
-        expansion_add=settings.ef_construction,
-        expansion_search=settings.ef,
-    )
+    start = 0
+    if extend is not None:
+        index = Index.restore(str(extend))  # a copy in memory, not a view: it grows
+        if index is None or index.ndim != d or len(index) > n or index.connectivity != settings.m:
+            raise corrupt_file(extend, "does not match the vectors it indexes")
+        index.expansion_add, index.expansion_search = settings.ef_construction, settings.ef
+        start = len(index)
+    else:
+        index = Index(
+            ndim=int(d),
+            metric="ip",
+            dtype="f16",
+            connectivity=settings.m,
+            expansion_add=settings.ef_construction,
+            expansion_search=settings.ef,
+        )
     nthreads = resolve_threads(threads)
-    for a in range(0, n, BLOCK_ROWS):
+    for a in range(start, n, BLOCK_ROWS):
         b = min(n, a + BLOCK_ROWS)
         block = np.ascontiguousarray(vectors[a:b], dtype=np.float16)
         index.add(np.arange(a, b, dtype=np.uint64), block, threads=nthreads)
