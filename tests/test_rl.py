@@ -186,26 +186,29 @@ def test_training_raises_validation_coverage_and_writes_policy_folders(tmp_path,
         trainer_mod.train(s, samples=data())
 
 
-def test_resume_continues_like_an_uninterrupted_run(tmp_path, tiny_model):
-    kw = {"steps": 12, "val_every": 4, "freeze_action": True, "train_state_layers": 1}
-    full = tiny_settings(tmp_path / "a", tiny_model, **kw)
-    trainer_mod.train(full, samples=data())
-
+def interrupted_then_resumed(tmp_path, tiny_model, steps: int, stop_at: int, **kw) -> None:
+    """A run killed after update `stop_at` and resumed gives the rows of an uninterrupted run."""
+    kw = {"steps": steps, "val_every": 4, **kw}
+    trainer_mod.train(tiny_settings(tmp_path / "a", tiny_model, **kw), samples=data())
     cut = tiny_settings(tmp_path / "b", tiny_model, **kw)
 
     def interrupt(row):
-        if row["update"] == 6:  # after the checkpoint of update 4: updates 5, 6 are lost
+        if row["update"] == stop_at:  # after the checkpoint of update 4: the updates since are lost
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         trainer_mod.train(cut, interrupt, samples=data())
     trainer_mod.train(replace(cut, resume=True), samples=data())
     a, b = rows(tmp_path / "a" / "run"), rows(tmp_path / "b" / "run")
-    assert [r["update"] for r in b] == list(range(13))
+    assert [r["update"] for r in b] == list(range(steps + 1))
     for ra, rb in zip(a, b):
         for key in ("loss", "q_mean", "return_mean", "val_coverage"):
             if key in ra:
                 assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-6), (ra["update"], key)
+
+
+def test_resume_continues_like_an_uninterrupted_run(tmp_path, tiny_model):
+    interrupted_then_resumed(tmp_path, tiny_model, 12, 6, freeze_action=True, train_state_layers=1)
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model, monkeypatch):
@@ -299,24 +302,7 @@ def test_cached_lower_action_layers_give_the_full_forward_and_train_only_the_top
 
 
 def test_training_with_the_top_action_layer_trained_resumes_like_an_uninterrupted_run(tmp_path, tiny_model):
-    kw = {"steps": 8, "val_every": 4, "freeze_action": False, "train_action_layers": 1}
-    full = tiny_settings(tmp_path / "a", tiny_model, **kw)
-    trainer_mod.train(full, samples=data())
-    cut = tiny_settings(tmp_path / "b", tiny_model, **kw)
-
-    def interrupt(row):
-        if row["update"] == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        trainer_mod.train(cut, interrupt, samples=data())
-    trainer_mod.train(replace(cut, resume=True), samples=data())
-    a, b = rows(tmp_path / "a" / "run"), rows(tmp_path / "b" / "run")
-    assert [r["update"] for r in b] == list(range(9))
-    for ra, rb in zip(a, b):
-        for key in ("loss", "q_mean", "val_coverage"):
-            if key in ra:
-                assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-6), (ra["update"], key)
+    interrupted_then_resumed(tmp_path, tiny_model, 8, 5, freeze_action=False, train_action_layers=1)
     pooling = json.loads((tmp_path / "a" / "run" / "checkpoints" / "last" / "action" / "qrag_pooling.json").read_text())
     assert pooling == {"kind": "mean", "normalize": False, "scale": 4.0, "positions": "int"}  # the trained pooling
 
