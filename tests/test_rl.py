@@ -301,6 +301,20 @@ def test_cached_lower_action_layers_give_the_full_forward_and_train_only_the_top
     assert all((p.grad is not None) == p.requires_grad for p in net.action.parameters())
 
 
+def test_resuming_a_checkpoint_without_the_six_step_figure_reads_it_from_the_metrics(tmp_path, tiny_model):
+    """Checkpoints written before `best` was ranked by coverage within the episode lack that counter."""
+    s = tiny_settings(tmp_path, tiny_model, steps=8, val_every=4)
+    done = trainer_mod.train(s, samples=data())
+    path = tmp_path / "run" / "checkpoints" / "last" / "trainer.pt"
+    st = torch.load(path, weights_only=False)
+    del st["counters"]["best_coverage_max_steps"]  # as an older qrag wrote it
+    torch.save(st, path)
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best" / "manifest.json").read_text())["updates"]
+    want = next(r for r in rows(tmp_path / "run") if r["update"] == best)["val_coverage_max_steps"]
+    again = trainer_mod.train(replace(s, resume=True), samples=data())
+    assert again["best_val_coverage_max_steps"] == want == done["best_val_coverage_max_steps"]
+
+
 def test_training_with_the_top_action_layer_trained_resumes_like_an_uninterrupted_run(tmp_path, tiny_model):
     interrupted_then_resumed(tmp_path, tiny_model, 8, 5, freeze_action=False, train_action_layers=1)
     pooling = json.loads((tmp_path / "a" / "run" / "checkpoints" / "last" / "action" / "qrag_pooling.json").read_text())

@@ -107,3 +107,17 @@ def truncate_metrics(path: Path, updates: int) -> None:
         except ValueError:
             break
     write_bytes_atomic(path, "".join(k + "\n" for k in keep).encode("utf-8"))
+
+
+def validation_row(path: Path, updates: int) -> dict[str, Any] | None:
+    """The metrics line of the validation at `updates`, if the file has one."""
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            break
+        if row.get("update") == updates and "val_coverage_max_steps" in row:
+            return row
+    return None

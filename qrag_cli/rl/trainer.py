@@ -319,6 +319,11 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
         _, st = ckpt.load_checkpoint(last, net)
         trainer.load_state_dict(st)
         ckpt.truncate_metrics(metrics, trainer.counters.updates)
+        if trainer.counters.best_coverage_max_steps < 0 and (best / "manifest.json").is_file():
+            # a checkpoint from before the 6-step rule: take `best`'s figure from its metrics line
+            row = ckpt.validation_row(metrics, ckpt.read_manifest(best).get("updates", -1))
+            if row is not None:
+                trainer.counters.best_coverage_max_steps = row["val_coverage_max_steps"]
     else:
         row = {"update": 0, **trainer.validate()}  # the untrained policy
         trainer.counters.last_coverage = row["val_coverage"]
