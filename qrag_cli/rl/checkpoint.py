@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,29 +96,26 @@ def load_checkpoint(folder: Path, net: QNet) -> tuple[dict[str, Any], dict[str, 
     return manifest, trainer_state
 
 
+def _metric_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(line, row) of each metrics line, up to the first unreadable one (a line cut by a crash)."""
+    if not path.is_file():
+        return
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            yield line, json.loads(line)
+        except ValueError:
+            return
+
+
 def truncate_metrics(path: Path, updates: int) -> None:
     """Keep the metric lines of updates <= `updates` (a resumed run rewrites what followed its checkpoint)."""
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("update", 0) <= updates:
-                keep.append(line)
-        except ValueError:
-            break
+    keep = [line for line, row in _metric_lines(path) if row.get("update", 0) <= updates]
     write_bytes_atomic(path, "".join(k + "\n" for k in keep).encode("utf-8"))
 
 
 def validation_row(path: Path, updates: int) -> dict[str, Any] | None:
     """The metrics line of the validation at `updates`, if the file has one."""
-    if not path.is_file():
-        return None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            break
-        if row.get("update") == updates and "val_coverage_max_steps" in row:
-            return row
-    return None
+    return next((row for _, row in _metric_lines(path)
+                 if row.get("update") == updates and "val_coverage_max_steps" in row), None)

@@ -110,7 +110,8 @@ class Trainer:
             with torch.no_grad():
                 if self.net.action_frozen_layers:
                     low = self.lower(ep)
-                    self._vectors[id(ep)] = (self.net.embed_lower(low), self.net.embed_lower(low, self.target["action"]))
+                    self._vectors[id(ep)] = (self.net.embed_lower(low),
+                                             self.net.embed_lower(low, self.target["action"]))
                 else:
                     self._vectors[id(ep)] = (self.net.embed_chunks(ep.chunks),
                                              self.net.embed_chunks(ep.chunks, self.target["action"]))
@@ -191,9 +192,9 @@ class Trainer:
         if self.s.freeze_action:
             a_emb = torch.stack([self._frozen_cache[ep.sample][a] for ep, a in zip(batch["episodes"], batch["actions"])])
         elif self.net.action_frozen_layers:
-            taken = [self.lower(ep).take([a]) for ep, a in zip(batch["episodes"], batch["actions"])]
-            a_emb = self.net.embed_lower(ChunkLower([r for c in taken for r in c.rows],
-                                                    [x for c in taken for x in c.lower]))
+            taken = [(self.lower(ep), a) for ep, a in zip(batch["episodes"], batch["actions"])]
+            a_emb = self.net.embed_lower(ChunkLower([low.rows[a] for low, a in taken],
+                                                    [low.lower[a] for low, a in taken]))
         else:
             a_emb = self.net.embed_chunks([ep.chunks[a] for ep, a in zip(batch["episodes"], batch["actions"])])
         q1, q2 = twin_q(s_emb, rotate_t(a_emb, torch.tensor(batch["positions"], dtype=torch.float64)))
