@@ -193,6 +193,9 @@ class TrainSettings:
     seed: int = _f(0, "Seed of the training samples, the episodes, the behaviour policy and torch.")
     resume: bool = _f(False, "Continue the run in --out from checkpoints/last.")
     overwrite: bool = _f(False, "Replace an existing run folder at --out.")
+    init: str = _f("", "Start the encoders from another run's checkpoint folder (RUN/checkpoints/last or best, same "
+                       "base model) instead of the base model: a curriculum, e.g. qa2 then qa3. The optimiser, the "
+                       "schedule and the counters start fresh; a frozen action encoder stays the base model's.")
     preset: str = _f("reference", "'reference' (the paper's settings) or 'cpu' (frozen action encoder, top-2 "
                                   "state layers trained, 32-token pieces, scale 4, bf16, batch 32 of 4 envs).")
     model: str = _f("default", "Base model: 'default' (all-MiniLM-L6-v2) or a PyTorch (Hugging Face) folder.")

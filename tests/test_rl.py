@@ -366,3 +366,25 @@ def test_best_checkpoint_is_chosen_by_coverage_within_the_episode_then_minimum_s
     assert is_best(row(0.54, 0.96), c)  # the figure `qrag bench` reports decides first
     assert is_best(row(0.66, 0.94), c)  # a tie: the later validation wins
     assert not is_best(row(0.64, 0.94), c)
+
+
+def test_init_starts_from_another_runs_checkpoint_and_refuses_what_it_cannot_use(tmp_path, tiny_model):
+    first = tiny_settings(tmp_path / "a", tiny_model, steps=4, val_every=4, freeze_action=True, train_state_layers=1)
+    trainer_mod.train(first, samples=data())
+    last = tmp_path / "a" / "run" / "checkpoints" / "last"
+    then = tiny_settings(tmp_path / "b", tiny_model, steps=1, val_every=1, freeze_action=True, init=str(last))
+    trainer_mod.train(then, samples=data())
+    a, b = rows(tmp_path / "a" / "run"), rows(tmp_path / "b" / "run")
+    assert a[0]["val_q_first"] != pytest.approx(a[4]["val_q_first"])  # training moved the first Q
+    # the second run's untrained validation is the first run's last: it starts from those weights
+    assert b[0]["val_q_first"] == pytest.approx(a[4]["val_q_first"], rel=1e-5)
+    assert b[0]["val_coverage"] == a[4]["val_coverage"]
+    assert json.loads((tmp_path / "b" / "run" / "settings.json").read_text())["init"] == str(last)
+
+    with pytest.raises(InputError, match="not a checkpoint folder"):
+        trainer_mod.train(replace(then, init=str(tmp_path), overwrite=True), samples=data())
+    trained = tiny_settings(tmp_path / "c", tiny_model, steps=2, val_every=2)  # the action encoder trained too
+    trainer_mod.train(trained, samples=data())
+    with pytest.raises(InputError, match="action encoder was trained"):
+        trainer_mod.train(replace(then, init=str(tmp_path / "c" / "run" / "checkpoints" / "last"), overwrite=True),
+                          samples=data())

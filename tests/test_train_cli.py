@@ -60,6 +60,10 @@ def test_policy_queries_a_base_built_index_and_its_onnx_export_agrees(policy, ti
         assert res.exit_code == 0, res.stderr
         outs.append([(x["chunk"], round(x["score"], 3)) for x in json.loads(res.stdout)["retrieved"]])
     assert outs[0] == outs[1] and len(outs[0]) == 3
+    # an exported policy cannot start a training run (--init wants the run's PyTorch checkpoint)
+    res = invoke("train", "--model", tiny_model, "--init", tmp_path / "exported", "--out", tmp_path / "run2",
+                 "--steps", "1", "--n-train", "4", "--n-val", "2", "--preset", "cpu", "--threads", "1")
+    assert res.exit_code == 2 and "exported (ONNX) policy" in res.stderr, res.stderr
     # the policy's state encoder is not the model the index was built with: naming that side alone is refused
     res = invoke("query", "--index", tmp_path / "base-ix", "--model", policy / "state", "q?")
     assert res.exit_code == 3

@@ -13,6 +13,7 @@ qrag_pooling.json. Every checkpoint is written to a temporary folder and renamed
 
 from __future__ import annotations
 
+import filecmp
 import json
 import pickle
 import shutil
@@ -81,19 +82,45 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 def load_checkpoint(folder: Path, net: QNet) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load the weights of a checkpoint into `net`: (manifest, trainer state). Raises CorruptCheckpointError."""
-    from transformers import AutoModel
-
     manifest = read_manifest(folder)
     try:
-        for side in ("state", "action"):
-            loaded = AutoModel.from_pretrained(str(folder / side), local_files_only=True)
-            getattr(net, side).load_state_dict(loaded.state_dict())
+        _load_sides(folder, net, ("state", "action"))
         trainer_state = torch.load(folder / TRAINER_FILE, map_location="cpu", weights_only=False)
     except (OSError, ValueError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as exc:
         raise CorruptCheckpointError(f"checkpoint {folder} is corrupt or incomplete: {exc}") from exc
     if not isinstance(trainer_state, dict) or trainer_state.get("updates") != manifest.get("updates"):
         raise CorruptCheckpointError(f"checkpoint {folder}: {TRAINER_FILE} does not match manifest.json")
     return manifest, trainer_state
+
+
+def _load_sides(folder: Path, net: QNet, sides: tuple[str, ...]) -> None:
+    from transformers import AutoModel
+
+    for side in sides:
+        loaded = AutoModel.from_pretrained(str(folder / side), local_files_only=True)
+        getattr(net, side).load_state_dict(loaded.state_dict())
+
+
+def init_from(folder: Path, net: QNet) -> dict[str, Any]:
+    """Start `net` from the encoders of another run's checkpoint (`--init`); returns its manifest.
+
+    A frozen action encoder must stay the base model's (its index is the base index), so with one only
+    the state side is loaded, and a checkpoint whose action encoder was trained is refused."""
+    manifest = read_manifest(folder)
+    if manifest.get("engine") == "onnx":
+        raise InputError(f"--init {folder} is an exported (ONNX) policy: give the run's checkpoint folder "
+                         "(RUN/checkpoints/last or best)")
+    if net.freeze_action:
+        weights = folder / "action" / net.spec.weights.name
+        if not weights.is_file() or not filecmp.cmp(weights, net.spec.weights, shallow=False):
+            raise InputError(f"--init {folder}: its action encoder was trained (or is not the base model's); "
+                             "a run with a frozen action encoder would drop it: add --no-freeze-action")
+    try:
+        _load_sides(folder, net, ("state",) if net.freeze_action else ("state", "action"))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise InputError(f"--init {folder}: cannot load its encoders into this run's base model "
+                         f"(a checkpoint of another base model?): {exc}") from exc
+    return manifest
 
 
 def _metric_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -313,6 +313,8 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
     net = QNet(base, scale=s.scale, positions=s.positions, piece_tokens=s.piece_tokens, max_tokens=s.max_tokens,
                train_state_layers=s.train_state_layers, freeze_action=s.freeze_action, bf16=s.bf16,
                train_action_layers=s.train_action_layers)
+    if s.init and not s.resume:  # before the target copies are made
+        ckpt.init_from(Path(s.init), net)
     trainer = Trainer(s, net, train_samples, val_samples)
     metrics = out / "metrics.jsonl"
     last, best = out / "checkpoints" / "last", out / "checkpoints" / "best"
