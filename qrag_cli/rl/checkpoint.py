@@ -101,8 +101,8 @@ def _load_sides(folder: Path, net: QNet, sides: tuple[str, ...]) -> None:
         getattr(net, side).load_state_dict(loaded.state_dict())
 
 
-def init_from(folder: Path, net: QNet) -> dict[str, Any]:
-    """Start `net` from the encoders of another run's checkpoint (`--init`); returns its manifest.
+def init_from(folder: Path, net: QNet) -> None:
+    """Start `net` from the encoders of another run's checkpoint (`--init`).
 
     A frozen action encoder must stay the base model's (its index is the base index), so with one only
     the state side is loaded, and a checkpoint whose action encoder was trained is refused."""
@@ -120,7 +120,6 @@ def init_from(folder: Path, net: QNet) -> dict[str, Any]:
     except (OSError, ValueError, RuntimeError) as exc:
         raise InputError(f"--init {folder}: cannot load its encoders into this run's base model "
                          f"(a checkpoint of another base model?): {exc}") from exc
-    return manifest
 
 
 def _metric_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -57,7 +57,7 @@ def check(s: TrainSettings) -> TrainSettings:
     if s.train_action_layers and s.freeze_action:
         raise InputError("--train-action-layers trains part of the action encoder: add --no-freeze-action "
                          "(the cpu preset freezes it)")
-    if s.init and not (Path(s.init) / "manifest.json").is_file():
+    if s.init and not s.resume and not (Path(s.init) / "manifest.json").is_file():  # a resume has its own weights
         raise InputError(f"--init {s.init}: not a checkpoint folder (give RUN/checkpoints/last or best)")
     if not s.out:
         s = replace(s, out=str(default_run_folder(s.task)))
