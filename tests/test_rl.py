@@ -392,3 +392,4 @@ def test_init_starts_from_another_runs_checkpoint_and_refuses_what_it_cannot_use
     with pytest.raises(InputError, match="action encoder was trained"):
         trainer_mod.train(replace(then, init=str(tmp_path / "c" / "run" / "checkpoints" / "last"), overwrite=True),
                           samples=data())
+    assert len(rows(tmp_path / "b" / "run")) == 3  # the refused --overwrite run replaced nothing

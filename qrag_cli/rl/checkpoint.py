@@ -37,7 +37,7 @@ class CorruptCheckpointError(CorruptIndexError):
     """A checkpoint folder is incomplete, edited or of an unknown format."""
 
 
-def prepare_run(out: Path, *, resume: bool, overwrite: bool) -> None:
+def check_run(out: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse an existing run folder unless resuming or overwriting; a resume needs checkpoints/last."""
     if resume:
         if not (out / "checkpoints" / "last").is_dir():
@@ -48,6 +48,14 @@ def prepare_run(out: Path, *, resume: bool, overwrite: bool) -> None:
             raise OutputExistsError(f"run folder {out} exists: use --resume to continue it or --overwrite to replace it")
         if out.is_dir() and any(out.iterdir()) and not (out / "settings.json").is_file():
             raise OutputExistsError(f"{out} exists and is not a qrag run folder (no settings.json): not replacing it")
+
+
+def prepare_run(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """`check_run`, then (a new run) replace an overwritten folder and create the run folder."""
+    check_run(out, resume=resume, overwrite=overwrite)
+    if resume:
+        return
+    if out.exists():
         if out.is_dir():
             shutil.rmtree(out)
         else:

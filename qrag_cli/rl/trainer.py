@@ -302,9 +302,7 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
     s = check(settings)
     out = Path(s.out)
     base = base_model_path(s.model)
-    ckpt.prepare_run(out, resume=s.resume, overwrite=s.overwrite)
-    if not s.resume:
-        ckpt.write_json(out / "settings.json", asdict(s))
+    ckpt.check_run(out, resume=s.resume, overwrite=s.overwrite)  # nothing is replaced before --init is loaded
     torch.set_num_threads(s.threads or os.cpu_count() or 1)
     train_samples, val_samples = samples if samples is not None else make_samples(s)
     if not train_samples or not val_samples:
@@ -315,6 +313,9 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
                train_action_layers=s.train_action_layers)
     if s.init and not s.resume:  # before the target copies are made
         ckpt.init_from(Path(s.init), net)
+    ckpt.prepare_run(out, resume=s.resume, overwrite=s.overwrite)
+    if not s.resume:
+        ckpt.write_json(out / "settings.json", asdict(s))
     trainer = Trainer(s, net, train_samples, val_samples)
     metrics = out / "metrics.jsonl"
     last, best = out / "checkpoints" / "last", out / "checkpoints" / "best"
