@@ -194,7 +194,7 @@ class TrainSettings:
     resume: bool = _f(False, "Continue the run in --out from checkpoints/last.")
     overwrite: bool = _f(False, "Replace an existing run folder at --out.")
     init: str = _f("", "Start the encoders from another run's checkpoint folder (RUN/checkpoints/last or best, same "
-                       "base model) instead of the base model: a curriculum, e.g. qa2 then qa3. The optimiser, the "
+                       "base model) instead of the base model: a second learning-rate cycle, fine-tuning. The optimiser, the "
                        "schedule and the counters start fresh; a frozen action encoder stays the base model's.")
     preset: str = _f("reference", "'reference' (the paper's settings) or 'cpu' (frozen action encoder, top-2 "
                                   "state layers trained, 32-token pieces, scale 4, bf16, batch 32 of 4 envs).")
