@@ -20,12 +20,10 @@ from pathlib import Path
 import torch
 
 from qrag_cli.rl import checkpoint as ckpt
-from qrag_cli.rl.qnet import QNet, rotate_t
-from qrag_cli.rl.trainer import base_model_path, check, make_samples
+from qrag_cli.data.babi import GET_VERBS
+from qrag_cli.rl.qnet import rotate_t
+from qrag_cli.rl.trainer import check, make_net, make_samples
 from qrag_cli.settings import TrainSettings
-
-GETS = ("took", "got", "grabbed", "picked")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,9 +35,7 @@ def main() -> None:
     s = check(replace(TrainSettings(**json.loads((run / "settings.json").read_text())), resume=False))
     torch.set_num_threads(1)
     _, val = make_samples(s)
-    net = QNet(base_model_path(s.model), scale=s.scale, positions=s.positions, piece_tokens=s.piece_tokens,
-               max_tokens=s.max_tokens, train_state_layers=s.train_state_layers, freeze_action=s.freeze_action,
-               bf16=s.bf16, train_action_layers=s.train_action_layers)
+    net = make_net(s)
     ckpt.load_checkpoint(run / "checkpoints" / a.checkpoint, net)
     net.eval()
     p = torch.arange(19, dtype=torch.float64)
@@ -52,7 +48,7 @@ def main() -> None:
             n = len(x["context"])
             print(x["question"])
             for i, c in enumerate(x["context"]):
-                if obj in c and any(w in c for w in GETS):
+                if any(f" {v} the {obj}" in c for v in GET_VERBS):
                     q = (rotate_t(vecs[i].unsqueeze(0).repeat(19, 1), p) @ s0).numpy()
                     tag = "S" if i in x["support"] else " "
                     print(f"  {tag} {i:>7} {int(18 * i / max(1, n - 1)):>7}  {c[:30]:<30}",

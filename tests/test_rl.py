@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -380,8 +381,6 @@ def test_init_starts_from_another_runs_checkpoint_and_refuses_what_it_cannot_use
     assert b[0]["val_q_first"] == pytest.approx(a[4]["val_q_first"], rel=1e-5)
     assert b[0]["val_coverage"] == a[4]["val_coverage"]
     assert json.loads((tmp_path / "b" / "run" / "settings.json").read_text())["init"] == str(last)
-    import shutil
-
     shutil.rmtree(last)  # a resume continues from its own checkpoint: the --init folder is not needed again
     assert trainer_mod.train(replace(then, resume=True, steps=2), samples=data())["updates"] == 2
 

@@ -282,6 +282,13 @@ def _loss(trainer: Trainer, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.
     return trainer.loss(batch)
 
 
+def make_net(s: TrainSettings, base: Path | None = None) -> QNet:
+    """The Q-network of resolved training settings (`base`: the base model folder, resolved from s.model)."""
+    return QNet(base or base_model_path(s.model), scale=s.scale, positions=s.positions, piece_tokens=s.piece_tokens,
+                max_tokens=s.max_tokens, train_state_layers=s.train_state_layers, freeze_action=s.freeze_action,
+                bf16=s.bf16, train_action_layers=s.train_action_layers)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -308,9 +315,7 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
     if not train_samples or not val_samples:
         raise InputError("training needs at least one training and one validation sample")
     seed_everything(s.seed)
-    net = QNet(base, scale=s.scale, positions=s.positions, piece_tokens=s.piece_tokens, max_tokens=s.max_tokens,
-               train_state_layers=s.train_state_layers, freeze_action=s.freeze_action, bf16=s.bf16,
-               train_action_layers=s.train_action_layers)
+    net = make_net(s, base)
     if s.init and not s.resume:  # before the target copies are made
         ckpt.init_from(Path(s.init), net)
     ckpt.prepare_run(out, resume=s.resume, overwrite=s.overwrite)
