@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from qrag_cli.rl import checkpoint as ckpt
 from qrag_cli.data.babi import GET_VERBS
+from qrag_cli.rl import checkpoint as ckpt
 from qrag_cli.rl.qnet import rotate_t
 from qrag_cli.rl.trainer import check, make_net, make_samples
 from qrag_cli.settings import TrainSettings
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
