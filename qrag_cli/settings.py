@@ -131,6 +131,9 @@ class DataSettings:
     haystack: str = _f("novel", "ruler haystack: 'noise', 'novel' or 'needle'.")
     values: str = _f("numbers", "ruler needle values: 'numbers' (7 digits), 'uuids' or 'words'.")
     hops: int = _f(4, "ruler vt: number of variable-assignment hops.")
+    hard_negatives: float = _f(0.0, "babilong below 1,200 sentences: fraction of each background replaced by novel "
+                                    "sentences mined as the nearest to the task's story lines and questions (a "
+                                    "training aid; data/negatives.py).")
     out: str = _f("", "Output JSON Lines file ('-' or empty: stdout).")
 
 
@@ -203,6 +206,8 @@ class TrainSettings:
                             "ruler, 4K (used when this is left at 100).")
     n_train: int = _f(1000, "Training samples generated (split 'train').")
     n_val: int = _f(100, "Validation samples, carved from the training split (never test data).")
+    hard_negatives: float = _f(0.0, "babilong: fraction of each training context's background replaced by hard "
+                                    "negatives (novel sentences nearest to the task's story lines and questions).")
     max_steps: int = _f(0, "Steps per episode (0: the task default, 6 babilong, 5 ruler).")
     batch_size: int | None = _f(None, "Transitions per update (each rollout: ceil(batch/envs) steps of every env); "
                                        "preset: reference 64, cpu 32.")

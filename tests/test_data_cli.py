@@ -53,6 +53,9 @@ def test_long_context_references_one_background_and_goes_to_stdout():
     (["babilong", "--length", "3X"], "length"),
     (["ruler", "--task", "niah_single", "--length", "2K"], "length"),
     (["squad"], "benchmark"),
+    (["babilong", "--hard-negatives", "1.5"], "fraction"),
+    (["babilong", "--length", "32K", "--hard-negatives", "0.2"], "below 1200"),
+    (["ruler", "--task", "niah_single", "--length", "4K", "--hard-negatives", "0.2"], "babilong option"),
 ])
 def test_bad_options(args, fragment):
     res = runner.invoke(app, ["data", *args, "--n", "1"])

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..settings import DataSettings
-from . import babi, ruler
+from . import babi, negatives, ruler
 from . import haystack as hs
 from .splice import insert_at, splice_positions
 
@@ -51,8 +51,14 @@ def check_settings(s: DataSettings) -> None:
     if s.benchmark == "babilong":
         if s.task not in babi.TASKS:
             raise InputError(f"unknown babilong task {s.task!r}: use one of {_choices(babi.TASKS)}")
+        if not 0 <= s.hard_negatives <= 1:
+            raise InputError(f"--hard-negatives {s.hard_negatives}: use a fraction in [0, 1]")
+        if s.hard_negatives and babilong_sentences(s.length) >= BABILONG_LONG:
+            raise InputError("--hard-negatives mixes into per-sample contexts: use a length below 1200 sentences")
         babilong_sentences(s.length)
         return
+    if s.hard_negatives:
+        raise InputError("--hard-negatives is a babilong option")
     if s.task not in ruler.RULER_TASKS:
         raise InputError(f"unknown ruler task {s.task!r}: use one of {_choices(ruler.RULER_TASKS)}")
     if s.length not in ruler.RULER_LENGTHS:
@@ -71,6 +77,7 @@ def _babilong(s: DataSettings) -> tuple[dict, list[dict]]:
     hs.novel_split()  # fails early, with a clear message, when the novels are missing
     stories = babi.generate_samples(s.task, s.n, hs.story_seed(s.split, s.seed))
     long = n_bg >= BABILONG_LONG
+    pool = negatives.hard_pool(s.task, s.split) if s.hard_negatives else []
     ref = {"kind": "novel", "split": s.split, "n_sentences": n_bg, "seed": s.seed}
     out = []
     for i, b in enumerate(stories):
@@ -82,6 +89,9 @@ def _babilong(s: DataSettings) -> tuple[dict, list[dict]]:
             sample.update(background=ref, facts=[{"position": p, "text": t} for p, t in zip(pos, b.story)])
         else:
             bg = hs.BackgroundStream(s.split, f"{s.seed}/{i}").extend_to(n_bg)
+            if pool:  # its own stream: the fact positions stay those of the plain sample
+                hard_rng = random.Random(f"qrag-hard-negatives:{s.task}:{s.length}:{s.split}:{s.seed}:{i}")
+                bg = negatives.mix_in(bg, pool, s.hard_negatives, hard_rng)
             sample["context"] = insert_at(bg, b.story, pos)
         sample["support"] = [pos[j] for j in b.support]
         out.append(sample)
@@ -104,8 +114,11 @@ def _ruler(s: DataSettings) -> tuple[dict, list[dict]]:
 
 
 def _header(s: DataSettings, background: dict) -> dict:
-    return {"benchmark": s.benchmark, "task": s.task, "length": s.length, "split": s.split,
-            "seed": s.seed, "n": s.n, "background": background}
+    header = {"benchmark": s.benchmark, "task": s.task, "length": s.length, "split": s.split,
+              "seed": s.seed, "n": s.n, "background": background}
+    if s.hard_negatives:
+        header["hard_negatives"] = s.hard_negatives
+    return header
 
 
 def generate(settings: DataSettings) -> tuple[dict, list[dict]]:
