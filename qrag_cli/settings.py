@@ -206,8 +206,9 @@ class TrainSettings:
                             "ruler, 4K (used when this is left at 100).")
     n_train: int = _f(1000, "Training samples generated (split 'train').")
     n_val: int = _f(100, "Validation samples, carved from the training split (never test data).")
-    hard_negatives: float = _f(0.0, "babilong: fraction of each training context's background replaced by hard "
-                                    "negatives (novel sentences nearest to the task's story lines and questions).")
+    hard_negatives: float = _f(0.0, "babilong: fraction of each training and validation context's background "
+                                    "replaced by hard negatives (novel sentences nearest to the task's story "
+                                    "lines and questions).")
     max_steps: int = _f(0, "Steps per episode (0: the task default, 6 babilong, 5 ruler).")
     batch_size: int | None = _f(None, "Transitions per update (each rollout: ceil(batch/envs) steps of every env); "
                                        "preset: reference 64, cpu 32.")

@@ -392,3 +392,21 @@ def test_init_starts_from_another_runs_checkpoint_and_refuses_what_it_cannot_use
         trainer_mod.train(replace(then, init=str(tmp_path / "c" / "run" / "checkpoints" / "last"), overwrite=True),
                           samples=data())
     assert len(rows(tmp_path / "b" / "run")) == 3  # the refused --overwrite run replaced nothing
+
+
+def test_frozen_action_vectors_embed_each_distinct_text_once(tiny_model, monkeypatch):
+    from qrag_cli.rl.qnet import QNet
+    from qrag_cli.rl.tasks import check
+
+    s = check(TrainSettings(task="babilong:qa1", preset="cpu", out="unused"))
+    net = QNet(tiny_model, scale=4.0, positions="int", piece_tokens=8, freeze_action=True).eval()
+    samples = [{"question": "q?", "context": ["a b", "story line", "c d", "a b"], "support": [1]},
+               {"question": "q?", "context": ["story line", "e f", "a b"], "support": [0]}]
+    tr = trainer_mod.Trainer(s, net, samples, [])
+    calls, embed = [], net.embed_chunks
+    monkeypatch.setattr(net, "embed_chunks", lambda texts, *a, **k: calls.append(list(texts)) or embed(texts, *a, **k))
+    first, second = tr.frozen_vectors(samples[0]["context"]), tr.frozen_vectors(samples[1]["context"])
+    assert calls == [["a b", "story line", "c d"], ["e f"]]  # the second context embeds only its new text
+    with torch.no_grad():
+        for got, sample in ((first, samples[0]), (second, samples[1])):
+            np.testing.assert_allclose(got.numpy(), embed(sample["context"]).numpy(), rtol=1e-5, atol=1e-5)

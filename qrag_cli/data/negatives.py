@@ -25,6 +25,8 @@ import json
 import random
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..errors import InputError
 from . import babi
 from . import haystack as hs
@@ -44,11 +46,9 @@ def query_lines(task: str, split: str) -> list[str]:
     return list(seen)
 
 
-def nearest_union(queries, candidates, per_query: int) -> list[int]:
+def nearest_union(queries: np.ndarray, candidates: np.ndarray, per_query: int) -> list[int]:
     """Indices of the `per_query` best candidates of every query row (dot product), in order of first
     appearance (queries in order, each query's candidates best first)."""
-    import numpy as np
-
     k = min(per_query, candidates.shape[0])
     out: dict[int, None] = {}
     for start in range(0, queries.shape[0], 256):
