@@ -67,8 +67,10 @@ def hard_pool(task: str, split: str, per_query: int = PER_QUERY, threads: int = 
     from ..embed.models import cache_root, resolve_model
 
     path = cache_root() / "negatives" / f"v{POOL_VERSION}-{task}-{split}-{POOL_CANDIDATES}-{per_query}.json"
-    if path.is_file():
+    try:
         return json.loads(path.read_text(encoding="utf-8"))["sentences"]
+    except (OSError, ValueError, KeyError, TypeError):  # absent or damaged: mine it (again)
+        pass
     candidates = hs.BackgroundStream(split, "hard-negatives").extend_to(POOL_CANDIDATES)
     queries = query_lines(task, split)
     encoder = load_encoder(resolve_model("default"), threads=threads, bulk=True)
