@@ -67,11 +67,9 @@ def test_hard_pool_mines_the_nearest_novel_sentences_and_caches_them(monkeypatch
     # differential: the first query's nearest candidate by the PyTorch reference embedding comes first
     q, c = embed_minilm(queries[:1]), embed_minilm(cands)
     assert pool[0] == cands[int(np.argmax(c @ q[0]))]
-    monkeypatch.setattr("qrag_cli.embed.encoder.load_encoder", lambda *a, **k: pytest.fail("not cached"))
-    assert negatives.hard_pool("qa3", "train", per_query=3) == pool
+    with monkeypatch.context() as m:
+        m.setattr("qrag_cli.embed.encoder.load_encoder", lambda *a, **k: pytest.fail("not cached"))
+        assert negatives.hard_pool("qa3", "train", per_query=3) == pool
     cached = next((cache_root() / "negatives").glob("*-300-3.json"))
     cached.write_text("{damaged", encoding="utf-8")  # a damaged cache is mined again, not an error
-    monkeypatch.undo()
-    monkeypatch.setattr(negatives, "POOL_CANDIDATES", 300)
-    monkeypatch.setattr(negatives, "QUERY_STORIES", 5)
     assert negatives.hard_pool("qa3", "train", per_query=3) == pool

@@ -51,11 +51,11 @@ def check_settings(s: DataSettings) -> None:
     if s.benchmark == "babilong":
         if s.task not in babi.TASKS:
             raise InputError(f"unknown babilong task {s.task!r}: use one of {_choices(babi.TASKS)}")
+        n_bg = babilong_sentences(s.length)
         if not 0 <= s.hard_negatives <= 1:
             raise InputError(f"--hard-negatives {s.hard_negatives}: use a fraction in [0, 1]")
-        if s.hard_negatives and babilong_sentences(s.length) >= BABILONG_LONG:
+        if s.hard_negatives and n_bg >= BABILONG_LONG:
             raise InputError("--hard-negatives mixes into per-sample contexts: use a length below 1200 sentences")
-        babilong_sentences(s.length)
         return
     if s.hard_negatives:
         raise InputError("--hard-negatives is a babilong option")
