@@ -209,6 +209,10 @@ class TrainSettings:
     hard_negatives: float = _f(0.0, "babilong: fraction of each training and validation context's background "
                                     "replaced by hard negatives (novel sentences nearest to the task's story "
                                     "lines and questions).")
+    mined_negatives: int = _f(0, "babilong, frozen action encoder: novel sentences of each new training episode "
+                                 "swapped for those of the training novels that the current state encoder scores "
+                                 "highest for its question, and for the question with each supporting line "
+                                 "(policy-mined negatives, rl/mining.py); 0: none.")
     max_steps: int = _f(0, "Steps per episode (0: the task default, 6 babilong, 5 ruler).")
     batch_size: int | None = _f(None, "Transitions per update (each rollout: ceil(batch/envs) steps of every env); "
                                        "preset: reference 64, cpu 32.")

@@ -82,6 +82,7 @@ def test_short_babilong_samples_support_points_at_the_facts(novels):
         ctx = s["context"]
         assert len(ctx) == 50 + len(b.story)
         assert [ctx[p] for p in s["support"]] == [b.story[j] for j in b.support]
+        assert [ctx[p] for p in s["story"]] == list(b.story)  # 'story' marks every story line
         assert (s["question"], s["answer"]) == (b.question, b.answer)
         it = iter(ctx)  # the story lines appear in order
         assert all(line in it for line in b.story)
@@ -177,6 +178,7 @@ def _read_all(path: Path) -> None:
     ("support_not_fact", 3, "is not the position of a fact"),
     ("facts_order", 2, "fact positions must be increasing"),
     ("no_context", 2, "needs 'context' or 'background'"),
+    ("story_range", 3, "field 'story' must hold chunk positions"),
 ])
 def test_validation_errors_name_file_and_line(tmp_path, good_lines, case, line, message):
     lines = list(good_lines)
@@ -194,6 +196,7 @@ def test_validation_errors_name_file_and_line(tmp_path, good_lines, case, line, 
         "support_not_fact": lambda: [h, s1, _edit(s2, support=[first_fact + 1 if first_fact == 0 else first_fact - 1])],
         "facts_order": lambda: [h, _edit(s1, facts=list(reversed(json.loads(s1)["facts"]))), s2],
         "no_context": lambda: [h, _edit(s1, background=None), s2],
+        "story_range": lambda: [h, s1, _edit(s2, story=[-1])],
     }
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(edits[case]()) + "\n", encoding="utf-8")

@@ -73,3 +73,9 @@ def test_hard_pool_mines_the_nearest_novel_sentences_and_caches_them(monkeypatch
     cached = next((cache_root() / "negatives").glob("*-300-3.json"))
     cached.write_text("{damaged", encoding="utf-8")  # a damaged cache is mined again, not an error
     assert negatives.hard_pool("qa3", "train", per_query=3) == pool
+    # the candidates' vectors are cached as well; a damaged file is embedded again
+    sentences, vectors = negatives.candidates("train")
+    assert sentences == cands and vectors.shape == (300, c.shape[1])
+    np.testing.assert_allclose(vectors, c, atol=2e-3)
+    (cache_root() / "negatives" / "v1-candidates-train-300.npy").write_bytes(b"damaged")
+    np.testing.assert_allclose(negatives.candidates("train")[1], vectors, atol=1e-5)

@@ -93,6 +93,7 @@ def _babilong(s: DataSettings) -> tuple[dict, list[dict]]:
                 hard_rng = random.Random(f"qrag-hard-negatives:{s.task}:{s.length}:{s.split}:{s.seed}:{i}")
                 bg = negatives.mix_in(bg, pool, s.hard_negatives, hard_rng)
             sample["context"] = insert_at(bg, b.story, pos)
+            sample["story"] = list(pos)  # where every story line sits (the rest is background)
         sample["support"] = [pos[j] for j in b.support]
         out.append(sample)
     header_bg = dict(ref) if long else {**ref, "per_sample": True}

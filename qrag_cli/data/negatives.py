@@ -13,7 +13,8 @@ docs/benchmarks.md, "qa3 in session 6"). `hard_pool` mines such sentences from t
   preset: what is close to a fact here is close to it for every state vector of the policy), and each
   query keeps its `per_query` nearest candidates by cosine; the pool is the union, in order of first
   appearance. Cached as JSON under the qrag cache (``negatives/``): embedding the candidates takes a
-  few minutes on one core.
+  few minutes on one core. The candidates' embeddings are cached too (`candidates`): the trainer's
+  policy-mined negatives (`rl/mining.py`) rank the same sentences.
 
 `mix_in` replaces a fraction of one sample's background sentences with distinct pool sentences
 (its own random stream, so the fact positions of a sample do not change).
@@ -60,6 +61,29 @@ def nearest_union(queries: np.ndarray, candidates: np.ndarray, per_query: int) -
     return list(out)
 
 
+def candidates(split: str, threads: int = 0) -> tuple[list[str], np.ndarray]:
+    """The `POOL_CANDIDATES` novel sentences of `split` that hard negatives are mined from, and their
+    default-model embeddings (float32, L2-normalised: the frozen action encoder's vectors); the
+    embeddings are cached under the qrag cache (``negatives/``), a damaged or stale file is embedded again."""
+    from ..embed.encoder import load_encoder
+    from ..embed.models import cache_root, resolve_model
+
+    sentences = hs.BackgroundStream(split, "hard-negatives").extend_to(POOL_CANDIDATES)
+    path = cache_root() / "negatives" / f"v{POOL_VERSION}-candidates-{split}-{POOL_CANDIDATES}.npy"
+    try:
+        vectors = np.load(path)
+        if vectors.shape[0] == len(sentences) and vectors.dtype == np.float32:
+            return sentences, vectors
+    except (OSError, ValueError):  # absent or damaged
+        pass
+    vectors, _ = load_encoder(resolve_model("default"), threads=threads, bulk=True).encode_texts(sentences)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, vectors)
+    tmp.replace(path)
+    return sentences, vectors
+
+
 def hard_pool(task: str, split: str, per_query: int = PER_QUERY, threads: int = 0) -> list[str]:
     """The mined pool of `task` in `split` (see the module docstring); cached on disk."""
     from ..atomic import write_json_atomic
@@ -71,12 +95,10 @@ def hard_pool(task: str, split: str, per_query: int = PER_QUERY, threads: int = 
         return json.loads(path.read_text(encoding="utf-8"))["sentences"]
     except (OSError, ValueError, KeyError, TypeError):  # absent or damaged: mine it (again)
         pass
-    candidates = hs.BackgroundStream(split, "hard-negatives").extend_to(POOL_CANDIDATES)
+    sentences, cand_emb = candidates(split, threads)
     queries = query_lines(task, split)
-    encoder = load_encoder(resolve_model("default"), threads=threads, bulk=True)
-    cand_emb, _ = encoder.encode_texts(candidates)
-    query_emb, _ = encoder.encode_texts(queries)
-    pool = [candidates[j] for j in nearest_union(query_emb, cand_emb, per_query)]
+    query_emb, _ = load_encoder(resolve_model("default"), threads=threads, bulk=True).encode_texts(queries)
+    pool = [sentences[j] for j in nearest_union(query_emb, cand_emb, per_query)]
     pool = list(dict.fromkeys(pool))  # the draw can repeat a sentence ("Yes.")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"task": task, "split": split, "candidates": POOL_CANDIDATES, "queries": len(queries),

@@ -7,7 +7,11 @@ Header (first line)::
 
 Sample, short contexts (the whole chunk list stored)::
 
-    {"id": str, "task": str, "question": str, "answer": str, "context": [str, ...], "support": [int, ...]}
+    {"id": str, "task": str, "question": str, "answer": str, "context": [str, ...], "support": [int, ...],
+     "story": [int, ...]}
+
+``story`` (babilong, optional): the positions of every story line in ``context``, the supporting ones
+and the others; every other chunk is a background sentence.
 
 Sample, long contexts (>= 32K: the shared background is referenced, not repeated)::
 
@@ -139,6 +143,10 @@ def check_sample(s: Any, where: str) -> dict:
             raise InputError(f"{where}: support position {p} is out of range 0..{total - 1}")
         if allowed is not None and p not in allowed:
             raise InputError(f"{where}: support position {p} is not the position of a fact")
+    if "story" in s:
+        story = set(_int_list(s, "story", where))
+        if any(not 0 <= p < total for p in story) or not set(support) <= story:
+            raise InputError(f"{where}: field 'story' must hold chunk positions, the support among them")
     return s
 
 

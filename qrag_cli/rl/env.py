@@ -8,6 +8,7 @@ retrieved set first holds every supporting chunk. In training an episode always 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +29,18 @@ class Episode:
     support: list[int]
     max_steps: int
     retrieved: list[int] = field(default_factory=list)
+    swapped: list[tuple[int, str]] = field(default_factory=list)  # (place, text) put in by `swap`
 
     @classmethod
     def of(cls, index: int, sample: dict[str, Any], max_steps: int) -> Episode:
         chunks = list(sample["context"])
         return cls(index, sample["question"], chunks, [int(i) for i in sample["support"]], min(max_steps, len(chunks)))
+
+    def swap(self, pairs: list[tuple[int, str]]) -> None:
+        """Replace chunk `place` by `text` for each pair (mined negatives; before the first step)."""
+        for place, text in pairs:
+            self.chunks[place] = text
+        self.swapped.extend(pairs)
 
     def available(self) -> np.ndarray:
         mask = np.ones(len(self.chunks), dtype=bool)
@@ -55,22 +63,29 @@ class Episode:
 
 
 class EnvPool:
-    """E episodes stepped together; a finished episode is replaced by one on a random training sample."""
+    """E episodes stepped together; a finished episode is replaced by one on a random training sample.
+    `prepare(episode, sample)`, when given, sees every new episode before its first step."""
 
-    def __init__(self, samples: list[dict[str, Any]], n_envs: int, max_steps: int, rng: np.random.Generator) -> None:
-        self.samples, self.max_steps, self.rng = samples, max_steps, rng
+    def __init__(self, samples: list[dict[str, Any]], n_envs: int, max_steps: int, rng: np.random.Generator,
+                 prepare: Callable[[Episode, dict[str, Any]], None] | None = None) -> None:
+        self.samples, self.max_steps, self.rng, self.prepare = samples, max_steps, rng, prepare
         self.episodes = [self.new_episode() for _ in range(n_envs)]
 
     def new_episode(self) -> Episode:
         i = int(self.rng.integers(len(self.samples)))
-        return Episode.of(i, self.samples[i], self.max_steps)
+        ep = Episode.of(i, self.samples[i], self.max_steps)
+        if self.prepare is not None:
+            self.prepare(ep, self.samples[i])
+        return ep
 
     def state_dict(self) -> list[dict[str, Any]]:
-        return [{"sample": e.sample, "retrieved": list(e.retrieved)} for e in self.episodes]
+        return [{"sample": e.sample, "retrieved": list(e.retrieved), "swapped": [list(p) for p in e.swapped]}
+                for e in self.episodes]
 
     def load_state_dict(self, state: list[dict[str, Any]]) -> None:
         self.episodes = []
         for row in state:
             ep = Episode.of(row["sample"], self.samples[row["sample"]], self.max_steps)
+            ep.swap([(int(place), str(text)) for place, text in row.get("swapped", [])])
             ep.retrieved = list(row["retrieved"])
             self.episodes.append(ep)

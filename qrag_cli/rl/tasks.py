@@ -57,6 +57,11 @@ def check(s: TrainSettings) -> TrainSettings:
     if s.train_action_layers and s.freeze_action:
         raise InputError("--train-action-layers trains part of the action encoder: add --no-freeze-action "
                          "(the cpu preset freezes it)")
+    if s.mined_negatives < 0:
+        raise InputError("--mined-negatives must be >= 0")
+    if s.mined_negatives and (s.task not in BABILONG_TASKS or not s.freeze_action):
+        raise InputError("--mined-negatives needs a babilong task and the frozen action encoder (--freeze-action, "
+                         "as in the cpu preset): the mined sentences are ranked by the base model's vectors")
     if s.init and not s.resume and not (Path(s.init) / "manifest.json").is_file():  # a resume has its own weights
         raise InputError(f"--init {s.init}: not a checkpoint folder (give RUN/checkpoints/last or best)")
     if not s.out:

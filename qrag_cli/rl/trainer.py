@@ -37,6 +37,7 @@ from ..errors import InputError, TrainingError
 from ..settings import TrainSettings
 from . import checkpoint as ckpt
 from .env import MAX_STEPS, EnvPool, Episode
+from .mining import NegativeMiner
 from .qnet import ChunkLower, PolicyEncoder, QNet, StateBatch, polyak, rotate_t, twin_q
 from .returns import lambda_returns, soft_value
 from .tasks import (  # noqa: F401  (check, make_samples: part of this module's API)
@@ -73,12 +74,11 @@ class Trainer:
                                      weight_decay=s.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_factor)
         self.rng = np.random.default_rng(s.seed)
-        self.pool = EnvPool(train_samples, s.n_envs, self.max_steps, self.rng)
+        self.pool = EnvPool(train_samples, s.n_envs, self.max_steps, self.rng, self.negative_miner())
         self.counters = Counters()
-        self._frozen_cache: dict[int, torch.Tensor] = {}  # sample index -> chunk embeddings (frozen action)
         self._text_vectors: dict[str, torch.Tensor] = {}  # chunk text -> its frozen embedding (each text once)
         self._lower_cache: dict[int, ChunkLower] = {}  # sample index -> frozen lower action layers' output
-        self._vectors: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per iteration: id(ep) -> (online, target)
+        self._vectors: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per rollout: id(ep) -> (online, target)
         self._val_cache: dict[int, np.ndarray] = {}  # validation chunk vectors (frozen action encoder)
 
     def lr_factor(self, update: int) -> float:
@@ -93,8 +93,18 @@ class Trainer:
             return self.s.alpha * self.lr_factor(self.counters.updates)
         return self.s.alpha
 
-    # chunk embeddings: re-embedded every iteration (from the cached lower layers when those are frozen),
-    # or computed once when the whole action encoder is frozen
+    def negative_miner(self) -> NegativeMiner | None:
+        """`--mined-negatives`: swaps the policy's own confusions into each new episode (rl/mining.py)."""
+        if not self.s.mined_negatives:
+            return None
+        from ..data.negatives import candidates
+
+        sentences, vectors = candidates("train", threads=self.s.threads)
+        self.set_rollout_mode()  # the first episodes are mined now, the others inside rollouts
+        return NegativeMiner(self.net, sentences, vectors, self.s.mined_negatives, self.rng)
+
+    # chunk embeddings: re-embedded every rollout (from the cached lower layers when those are frozen),
+    # or, when the whole action encoder is frozen, each distinct text embedded once
     def lower(self, ep: Episode) -> ChunkLower:
         if ep.sample not in self._lower_cache:
             self._lower_cache[ep.sample] = self.net.chunk_lower(ep.chunks)
@@ -102,11 +112,10 @@ class Trainer:
 
     def chunk_vectors(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         if self.s.freeze_action:
-            if ep.sample not in self._frozen_cache:
-                self._frozen_cache[ep.sample] = self.frozen_vectors(ep.chunks)
-            v = self._frozen_cache[ep.sample]
-            return v, v
-        if id(ep) not in self._vectors:
+            if id(ep) not in self._vectors:
+                v = self.frozen_vectors(ep.chunks)
+                self._vectors[id(ep)] = (v, v)
+        elif id(ep) not in self._vectors:
             with torch.no_grad():
                 if self.net.action_frozen_layers:
                     low = self.lower(ep)
@@ -200,7 +209,7 @@ class Trainer:
         self.net.action.train(not self.s.freeze_action)
         s_emb = self.net.embed_state_batch(batch["states"])
         if self.s.freeze_action:
-            a_emb = torch.stack([self._frozen_cache[ep.sample][a] for ep, a in zip(batch["episodes"], batch["actions"])])
+            a_emb = torch.stack([self._text_vectors[ep.chunks[a]] for ep, a in zip(batch["episodes"], batch["actions"])])
         elif self.net.action_frozen_layers:
             taken = [(self.lower(ep), a) for ep, a in zip(batch["episodes"], batch["actions"])]
             a_emb = self.net.embed_lower(ChunkLower([low.rows[a] for low, a in taken],
