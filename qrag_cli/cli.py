@@ -263,13 +263,15 @@ def data_cmd(
     values: str = typer.Option(D_DATA.values, "--values", help=H_DATA["values"]),
     hops: int = typer.Option(D_DATA.hops, "--hops", help=H_DATA["hops"]),
     hard_negatives: float = typer.Option(D_DATA.hard_negatives, "--hard-negatives", help=H_DATA["hard_negatives"]),
+    background_pool: int = typer.Option(D_DATA.background_pool, "--background-pool", help=H_DATA["background_pool"]),
     out: str = typer.Option(D_DATA.out, "--out", "-o", help=H_DATA["out"]),
 ) -> None:
     """Generate BabiLong- or RULER-style samples (JSON Lines, format qrag-samples v1)."""
     from .data.generate import generate
     from .data.samples import write_samples
 
-    settings = DataSettings(benchmark, task, length, n, seed, split, haystack, values, hops, hard_negatives, out)
+    settings = DataSettings(benchmark, task, length, n, seed, split, haystack, values, hops, hard_negatives,
+                            background_pool, out)
     with err.status(f"generating {benchmark} {task} {length}"):
         header, samples = generate(settings)
     write_samples(out or "-", header, samples)

@@ -134,6 +134,10 @@ class DataSettings:
     hard_negatives: float = _f(0.0, "babilong below 1,200 sentences: fraction of each background replaced by novel "
                                     "sentences mined as the nearest to the task's story lines and questions (a "
                                     "training aid; data/negatives.py).")
+    background_pool: int = _f(0, "babilong below 1,200 sentences: each context's background is a window of a "
+                                 "fixed pool of this many sentences of the split's novels (the hard-negative "
+                                 "candidates) instead of its own fresh sentences, so many samples share few "
+                                 "distinct sentences (a training aid: see qrag train --background-pool); 0: off.")
     out: str = _f("", "Output JSON Lines file ('-' or empty: stdout).")
 
 
@@ -209,6 +213,10 @@ class TrainSettings:
     hard_negatives: float = _f(0.0, "babilong: fraction of each training and validation context's background "
                                     "replaced by hard negatives (novel sentences nearest to the task's story "
                                     "lines and questions).")
+    background_pool: int = _f(0, "babilong: training and validation backgrounds are windows of a fixed pool of "
+                                 "this many training-novel sentences (at most 40,000; their frozen action vectors "
+                                 "cached once), so --n-train can be large (many distinct stories) at no "
+                                 "embedding cost; 0: fresh sentences per sample.")
     mined_negatives: int = _f(0, "babilong, frozen action encoder: novel sentences of each new training episode "
                                  "swapped for those of the training novels that the current state encoder scores "
                                  "highest for its question, and for the question with each supporting line "

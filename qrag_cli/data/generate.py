@@ -56,9 +56,12 @@ def check_settings(s: DataSettings) -> None:
             raise InputError(f"--hard-negatives {s.hard_negatives}: use a fraction in [0, 1]")
         if s.hard_negatives and n_bg >= BABILONG_LONG:
             raise InputError("--hard-negatives mixes into per-sample contexts: use a length below 1200 sentences")
+        if s.background_pool and not (n_bg < BABILONG_LONG and n_bg <= s.background_pool <= negatives.POOL_CANDIDATES):
+            raise InputError(f"--background-pool {s.background_pool}: per-sample contexts (a length below 1200 "
+                             f"sentences) and a pool of {n_bg}..{negatives.POOL_CANDIDATES} sentences")
         return
-    if s.hard_negatives:
-        raise InputError("--hard-negatives is a babilong option")
+    if s.hard_negatives or s.background_pool:
+        raise InputError("--hard-negatives and --background-pool are babilong options")
     if s.task not in ruler.RULER_TASKS:
         raise InputError(f"unknown ruler task {s.task!r}: use one of {_choices(ruler.RULER_TASKS)}")
     if s.length not in ruler.RULER_LENGTHS:
@@ -78,6 +81,7 @@ def _babilong(s: DataSettings) -> tuple[dict, list[dict]]:
     stories = babi.generate_samples(s.task, s.n, hs.story_seed(s.split, s.seed))
     long = n_bg >= BABILONG_LONG
     pool = negatives.hard_pool(s.task, s.split) if s.hard_negatives else []
+    shared = negatives.candidate_sentences(s.split)[: s.background_pool] if s.background_pool else []
     ref = {"kind": "novel", "split": s.split, "n_sentences": n_bg, "seed": s.seed}
     out = []
     for i, b in enumerate(stories):
@@ -88,7 +92,11 @@ def _babilong(s: DataSettings) -> tuple[dict, list[dict]]:
         if long:
             sample.update(background=ref, facts=[{"position": p, "text": t} for p, t in zip(pos, b.story)])
         else:
-            bg = hs.BackgroundStream(s.split, f"{s.seed}/{i}").extend_to(n_bg)
+            if shared:  # a window of the shared pool (its runs of consecutive sentences stay together)
+                start = random.Random(f"qrag-background-pool:{s.split}:{s.seed}:{i}").randrange(len(shared) - n_bg + 1)
+                bg = shared[start : start + n_bg]
+            else:
+                bg = hs.BackgroundStream(s.split, f"{s.seed}/{i}").extend_to(n_bg)
             if pool:  # its own stream: the fact positions stay those of the plain sample
                 hard_rng = random.Random(f"qrag-hard-negatives:{s.task}:{s.length}:{s.split}:{s.seed}:{i}")
                 bg = negatives.mix_in(bg, pool, s.hard_negatives, hard_rng)
@@ -119,6 +127,8 @@ def _header(s: DataSettings, background: dict) -> dict:
               "seed": s.seed, "n": s.n, "background": background}
     if s.hard_negatives:
         header["hard_negatives"] = s.hard_negatives
+    if s.background_pool:
+        header["background_pool"] = s.background_pool
     return header
 
 

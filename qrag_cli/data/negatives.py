@@ -61,6 +61,12 @@ def nearest_union(queries: np.ndarray, candidates: np.ndarray, per_query: int) -
     return list(out)
 
 
+def candidate_sentences(split: str) -> list[str]:
+    """The `POOL_CANDIDATES` novel sentences of `split` that hard negatives are mined from (runs of
+    consecutive sentences, as in every background)."""
+    return hs.BackgroundStream(split, "hard-negatives").extend_to(POOL_CANDIDATES)
+
+
 def candidates(split: str, threads: int = 0) -> tuple[list[str], np.ndarray]:
     """The `POOL_CANDIDATES` novel sentences of `split` that hard negatives are mined from, and their
     default-model embeddings (float32, L2-normalised: the frozen action encoder's vectors); the
@@ -68,7 +74,7 @@ def candidates(split: str, threads: int = 0) -> tuple[list[str], np.ndarray]:
     from ..embed.encoder import load_encoder
     from ..embed.models import cache_root, resolve_model
 
-    sentences = hs.BackgroundStream(split, "hard-negatives").extend_to(POOL_CANDIDATES)
+    sentences = candidate_sentences(split)
     path = cache_root() / "negatives" / f"v{POOL_VERSION}-candidates-{split}-{POOL_CANDIDATES}.npy"
     try:
         vectors = np.load(path)

@@ -88,7 +88,8 @@ def make_samples(s: TrainSettings) -> tuple[list[dict], list[dict]]:
 
     bench, task = s.task.split(":")
     _, samples = generate(DataSettings(benchmark=bench, task=task, length=s.length, n=s.n_train + s.n_val,
-                                       split="train", seed=s.seed, hard_negatives=s.hard_negatives))
+                                       split="train", seed=s.seed, hard_negatives=s.hard_negatives,
+                                       background_pool=s.background_pool))
     if any("context" not in x for x in samples):
         raise InputError(f"length {s.length!r} is too long for training contexts: use a number of sentences below 1200")
     return samples[: s.n_train], samples[s.n_train :]
