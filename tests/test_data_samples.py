@@ -89,6 +89,25 @@ def test_short_babilong_samples_support_points_at_the_facts(novels):
     assert samples[0]["context"][:3] != samples[1]["context"][:3]  # each sample has its own background
 
 
+def test_background_pool_gives_windows_of_one_shared_pool_around_the_same_stories(novels):
+    from qrag_cli.data.negatives import candidate_sentences
+
+    st = DataSettings(task="qa2", length="100", n=6, seed=3, split="train", background_pool=400)
+    header, samples = generate(st)
+    plain = generate(replace(st, background_pool=0))[1]
+    shared = candidate_sentences("train")[:400]
+    starts = set()
+    for s, p in zip(samples, plain):
+        assert (s["question"], s["support"], s["story"]) == (p["question"], p["support"], p["story"])
+        assert [s["context"][i] for i in s["story"]] == [p["context"][i] for i in p["story"]]
+        story = set(s["story"])
+        bg = [c for i, c in enumerate(s["context"]) if i not in story]
+        start = shared.index(bg[0])
+        assert len(bg) == 100 and bg == shared[start : start + 100]  # one window: its runs stay consecutive
+        starts.add(start)
+    assert len(starts) > 1 and header["background_pool"] == 400
+
+
 def test_long_babilong_samples_reference_one_background(novels):
     st = DataSettings(task="qa1", length="32K", n=6, seed=2)
     header, samples = generate(st)
@@ -226,6 +245,10 @@ def test_truncated_empty_and_missing_files(tmp_path, good_lines):
     ({"benchmark": "ruler", "task": "qa1"}, "niah_single"),
     ({"benchmark": "ruler", "task": "vt", "length": "1K"}, "4K, 16K, 32K, 128K, 1M"),
     ({"benchmark": "ruler", "task": "vt", "length": "4K", "haystack": "hay"}, "noise, novel, needle"),
+    ({"length": "1K", "background_pool": 10}, "pool of 50..40000"),
+    ({"length": "1K", "background_pool": 50_000}, "pool of 50..40000"),
+    ({"length": "32K", "background_pool": 2000}, "below 1200"),
+    ({"benchmark": "ruler", "task": "vt", "length": "4K", "background_pool": 500}, "babilong options"),
 ])
 def test_generate_rejects_bad_settings(change, message):
     with pytest.raises(InputError, match=message):

@@ -98,3 +98,17 @@ def test_mined_negatives_refuse_what_they_cannot_use(tmp_path, tiny_model):
         with pytest.raises(InputError, match=message):
             trainer_mod.check(replace(tiny_settings(tmp_path, tiny_model), **kw))
     assert trainer_mod.check(TrainSettings(preset="cpu", mined_negatives=2, out="unused")).mined_negatives == 2
+
+
+def test_the_candidates_cached_vectors_seed_the_frozen_cache(tmp_path, tiny_model, mined_candidates, monkeypatch):
+    first, second = sorted(mined_candidates)[:2]
+    samples = [{"question": "q?", "context": [first, "story line", second], "support": [1], "story": [1]}]
+    s = trainer_mod.check(tiny_settings(tmp_path, tiny_model, freeze_action=True, background_pool=36))
+    net = trainer_mod.make_net(s)
+    tr = trainer_mod.Trainer(s, net, samples, samples)
+    calls, embed = [], net.embed_chunks
+    monkeypatch.setattr(net, "embed_chunks", lambda texts, *a, **k: calls.append(list(texts)) or embed(texts, *a, **k))
+    vectors = tr.frozen_vectors(samples[0]["context"])
+    assert calls == [["story line"]]  # the pool's sentences come from the cache
+    with torch.no_grad():
+        np.testing.assert_allclose(vectors.numpy(), embed(samples[0]["context"]).numpy(), atol=1e-5)
