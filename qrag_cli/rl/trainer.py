@@ -76,7 +76,7 @@ class Trainer:
         self.rng = np.random.default_rng(s.seed)
         self.counters = Counters()
         self._text_vectors: dict[str, torch.Tensor] = {}  # chunk text -> its frozen embedding (each text once)
-        self.pool = EnvPool(train_samples, s.n_envs, self.max_steps, self.rng, self.negative_miner(self.candidates()))
+        self.pool = EnvPool(train_samples, s.n_envs, self.max_steps, self.rng, self.episode_miner())
         self._lower_cache: dict[int, ChunkLower] = {}  # sample index -> frozen lower action layers' output
         self._vectors: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per rollout: id(ep) -> (online, target)
         self._val_cache: dict[int, np.ndarray] = {}  # validation chunk vectors (frozen action encoder)
@@ -93,23 +93,18 @@ class Trainer:
             return self.s.alpha * self.lr_factor(self.counters.updates)
         return self.s.alpha
 
-    def candidates(self) -> tuple[list[str], np.ndarray] | None:
-        """The training novels' 40,000 candidate sentences and their cached frozen action vectors, when a
-        frozen-action run uses them (--background-pool, --mined-negatives); the vectors (the same default
-        model, in float32) seed the per-text cache, so those sentences are never embedded again."""
+    def episode_miner(self) -> NegativeMiner | None:
+        """When a frozen-action run uses the training novels' 40,000 candidate sentences (--background-pool,
+        --mined-negatives), their cached vectors (the same default model, float32) seed the per-text cache;
+        with --mined-negatives, the miner that swaps the policy's own confusions into new episodes."""
         if not (self.s.freeze_action and (self.s.background_pool or self.s.mined_negatives)):
             return None
         from ..data.negatives import candidates
 
         sentences, vectors = candidates("train", threads=self.s.threads)
         self._text_vectors.update(zip(sentences, torch.from_numpy(vectors)))
-        return sentences, vectors
-
-    def negative_miner(self, candidates: tuple[list[str], np.ndarray] | None) -> NegativeMiner | None:
-        """`--mined-negatives`: swaps the policy's own confusions into each new episode (rl/mining.py)."""
-        if not self.s.mined_negatives or candidates is None:
+        if not self.s.mined_negatives:
             return None
-        sentences, vectors = candidates
         self.set_rollout_mode()  # the first episodes are mined now, the others inside rollouts
         return NegativeMiner(self.net, sentences, vectors, self.s.mined_negatives, self.rng)
 
