@@ -56,6 +56,7 @@ def test_long_context_references_one_background_and_goes_to_stdout():
     (["babilong", "--hard-negatives", "1.5"], "fraction"),
     (["babilong", "--length", "32K", "--hard-negatives", "0.2"], "below 1200"),
     (["ruler", "--task", "niah_single", "--length", "4K", "--hard-negatives", "0.2"], "babilong option"),
+    (["babilong", "--length", "100", "--background-pool", "50"], "pool of 100..40000"),
 ])
 def test_bad_options(args, fragment):
     res = runner.invoke(app, ["data", *args, "--n", "1"])

@@ -41,6 +41,10 @@ def test_refusals(policy, tiny_model):
     assert res.exit_code == 2 and "ruler training length" in res.stderr
     res = invoke("train", "--task", "babilong:qa9", "--out", run.parent / "other")
     assert res.exit_code == 2
+    res = invoke("train", "--preset", "reference", "--mined-negatives", "10", "--out", run.parent / "other")
+    assert res.exit_code == 2 and "frozen action encoder" in res.stderr
+    res = invoke("train", "--background-pool", "10", "--n-train", "2", "--n-val", "1", "--out", run.parent / "other")
+    assert res.exit_code == 2 and "pool of 100..40000" in res.stderr and not (run.parent / "other").exists()
 
 
 def test_policy_queries_a_base_built_index_and_its_onnx_export_agrees(policy, tiny_model, tmp_path):
