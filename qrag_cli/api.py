@@ -39,9 +39,23 @@ def export(settings: ExportSettings) -> Path:
     """Export a PyTorch embedder to an ONNX model folder (`qrag export`)."""
     from .embed.export import export_onnx, export_policy
     from .embed.models import policy_folder
+    from .errors import OutputExistsError
 
     if not settings.out:
         raise InputError("--out is required")
+    from .policy.artefact import export_policy_with_base_action, materialise, split_name, training_record, write_compact
+
+    if settings.compact:
+        if policy_folder(settings.model) is None:
+            raise InputError(f"--compact needs a training checkpoint (RUN/checkpoints/best), not {settings.model}")
+        training, validation = training_record(Path(settings.model))
+        return write_compact(Path(settings.model), Path(settings.out), overwrite=settings.overwrite,
+                             training=training, validation=validation)
+    compact = split_name(settings.model)
+    if compact is not None:  # a compact policy: its full folder (cached), exported like any policy
+        if Path(settings.out).exists() and not settings.overwrite:
+            raise OutputExistsError(f"{settings.out} exists: choose another --out or pass --overwrite")
+        return export_policy_with_base_action(materialise(compact[0]), Path(settings.out), int8=settings.int8)
     source = "default:torch" if settings.model in ("", "default", "default:torch") else settings.model
     calibration: list[str] = []
     if settings.calibration:
@@ -85,10 +99,32 @@ def parse_questions(lines: Iterable[str]) -> list[Question]:
     return out
 
 
-class QuerySession:
-    """An open index with its checked encoder and search backend, ready for questions."""
+def default_query_model(manifest: dict[str, Any]) -> str:
+    """The model a query uses without --model: the shipped trained policy (`policy:default`) when the index
+    was built with the base model it was trained on (its action side *is* that model, so no re-indexing),
+    else the model the index was built with. `--model default` runs the untrained base loop."""
+    from .policy.artefact import SHIPPED_ROOT, is_compact, read_manifest
 
-    def __init__(self, settings: QuerySettings, encoder: Encoder | None = None) -> None:
+    built = manifest["model"]
+    ref = built.get("ref", "default")
+    folder = SHIPPED_ROOT / "default"
+    if not is_compact(folder):
+        return ref
+    policy = read_manifest(folder)
+    base_pooling = {"kind": "mean", "normalize": True, "scale": 1.0}
+    pooling = {k: v for k, v in (built.get("pooling") or {}).items() if k != "positions"}
+    if built.get("checksum") == policy["base"]["checksum"] and pooling == base_pooling:
+        return "policy:default"
+    return ref
+
+
+class QuerySession:
+    """An open index with its checked encoder and search backend, ready for questions.
+
+    `announce(message)` is told about slow one-time work (exporting a policy on its first use)."""
+
+    def __init__(self, settings: QuerySettings, encoder: Encoder | None = None,
+                 announce: Callable[[str], None] | None = None) -> None:
         settings.validate()
         if not settings.index:
             raise InputError("--index is required")
@@ -96,10 +132,12 @@ class QuerySession:
         self.index = IndexReader(Path(settings.index))
         manifest = self.index.manifest
         if encoder is None:  # a trained policy: states by its state encoder, the index by its action encoder
-            state, action = resolve_roles(settings.model or manifest["model"].get("ref", "default"))
+            self.model = settings.model or default_query_model(manifest)
+            state, action = resolve_roles(self.model, announce)
             check_model(manifest, action.describe(), self.index.folder)
             encoder = load_encoder(state, max_tokens=manifest["model"].get("max_tokens", 128), threads=settings.threads)
         else:
+            self.model = encoder.spec.name
             check_model(manifest, encoder.spec.describe(), self.index.folder)
         self.encoder = encoder
         ann = manifest["ann"]
@@ -148,5 +186,5 @@ def _ann_settings(ann: dict[str, Any]):
     return AnnSettings(**{k: ann[k] for k in ("backend", "m", "ef_construction", "ef") if k in ann})
 
 
-def open_session(settings: QuerySettings) -> QuerySession:
-    return QuerySession(settings)
+def open_session(settings: QuerySettings, announce: Callable[[str], None] | None = None) -> QuerySession:
+    return QuerySession(settings, announce=announce)

@@ -220,7 +220,7 @@ def query_cmd(
         asked = parse_questions(sys.stdin)
     if not asked:
         raise InputError("no question: stdin was empty")
-    session = open_session(settings)
+    session = open_session(settings, announce=lambda msg: err.print(escape(msg)))
     fmt = resolve_format(fmt, sys.stdout.isatty())
     for start in range(0, len(asked), 64):
         for line in render(session.ask(asked[start : start + 64]), fmt):
@@ -236,14 +236,22 @@ def export_cmd(
     calibration: str = typer.Option(D_EXPORT.calibration, "--calibration", help=H_EXPORT["calibration"]),
     calibration_sentences: int = typer.Option(D_EXPORT.calibration_sentences, help=H_EXPORT["calibration_sentences"]),
     overwrite: bool = typer.Option(D_EXPORT.overwrite, "--overwrite", help=H_EXPORT["overwrite"]),
+    compact: bool = typer.Option(D_EXPORT.compact, "--compact", help=H_EXPORT["compact"]),
 ) -> None:
-    """Export an embedder to ONNX (fp32 or int8) for fast, torch-free indexing and querying."""
+    """Export an embedder or policy to ONNX (fp32 or int8), or a training checkpoint to a compact policy."""
     from .api import export
 
-    settings = ExportSettings(model, str(out), int8, calibration, calibration_sentences, overwrite)
-    with err.status("exporting to ONNX" + (" and quantising to int8" if int8 else "")):
+    settings = ExportSettings(model=model, out=str(out), int8=int8, calibration=calibration,
+                              calibration_sentences=calibration_sentences, overwrite=overwrite, compact=compact)
+    with err.status("writing the compact policy" if compact else
+                    "exporting to ONNX" + (" and quantising to int8" if int8 else "")):
         folder = export(settings)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    if compact:
+        delta = manifest["state"]["delta"]
+        _emit_summary({"policy": str(folder), "layers": manifest["state"]["layers"], "bytes": delta["bytes"],
+                       "sha256": delta["sha256"], "updates": manifest["updates"]})
+        return
     if "onnx" not in manifest:  # a policy: describe its state side
         manifest = json.loads((folder / "state" / "manifest.json").read_text(encoding="utf-8"))
     _emit_summary({"model": str(folder), "source": manifest["source"]["name"], "dim": manifest["dim"],

@@ -77,7 +77,9 @@ class QuerySettings:
     """Settings of `qrag query`."""
 
     index: str = _f("", "Index folder built by `qrag index`.")
-    model: str = _f("", "Embedder override (default: the model recorded in the index manifest).")
+    model: str = _f("", "Embedder or policy: 'policy:default' (the shipped trained policy), 'default' (the "
+                        "untrained base model), a policy or model folder. Default: policy:default on an index "
+                        "built with the base model, else the index's own model.")
     steps: int = _f(4, "Retrieval steps (the method's max_steps).")
     k: int = _f(1, "Chunks taken per step (--steps 1 --k K is classic top-k).")
     stop_threshold: float | None = _f(
@@ -108,8 +110,11 @@ class QuerySettings:
 class ExportSettings:
     """Settings of `qrag export`."""
 
-    model: str = _f("default", "Model to export: 'default' (all-MiniLM-L6-v2) or a PyTorch model folder.")
+    model: str = _f("default", "Model to export: 'default' (all-MiniLM-L6-v2), a PyTorch model folder, a trained "
+                               "policy (RUN/checkpoints/best, a compact policy folder, policy:default).")
     out: str = _f("", "Output folder of the ONNX model (required).")
+    compact: bool = _f(False, "Write the compact policy of a training checkpoint (its trained state layers as a "
+                              "float16 delta, with a manifest) instead of an ONNX export.")
     int8: bool = _f(False, "Quantise to int8 (faster on CPU; see the README's speed and quality table).")
     calibration: str = _f("", "Text corpus whose sentences calibrate the int8 quantisation (default: built-in).")
     calibration_sentences: int = _f(512, "How many calibration sentences to read from --calibration.")
@@ -160,9 +165,10 @@ class BenchSettings:
     seed: int = _f(0, "Seed of the sample generator.")
     split: str = _f("test", "Novels and story seeds: 'test' (held out) or 'train'.")
     model: str = _f("default", "Base embedder of the dense baselines: 'default' (all-MiniLM-L6-v2) or a folder.")
-    trained: str = _f("", "A trained qrag model folder, evaluated as method 'qrag-trained' (empty: none).")
+    trained: str = _f("policy:default", "The trained policy evaluated as method 'qrag-trained': the shipped "
+                                        "policy:default, a compact policy or policy folder ('' : none).")
     methods: str = _f("", "Comma-separated methods to run (empty: all): dense-topk, bm25-topk, multistep-base, "
-                      "qrag-trained (needs --trained). BM25 re-indexes every context: slow at 10M.")
+                      "qrag-trained (the --trained policy). BM25 re-indexes every context: slow at 10M.")
     steps: int = _f(0, "Retrieval steps of the multi-step methods (0: the task default, 6 babilong, 5 ruler).")
     k_dense: int = _f(0, "k of the single-step dense and BM25 top-k baselines (0: the number of steps).")
     stop_threshold: float = _f(0.5, "Q-threshold stop rule of the multi-step methods (fact F1, chunks kept).")
@@ -182,7 +188,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "reference": {"freeze_action": False, "train_state_layers": 0, "piece_tokens": 64, "scale": 10.0,
                   "bf16": False, "batch_size": 64, "n_envs": 8, "warmup_updates": 1000, "lr": 5e-5},
     "cpu": {"freeze_action": True, "train_state_layers": 2, "piece_tokens": 32, "scale": 4.0,
-            "bf16": True, "batch_size": 32, "n_envs": 4, "warmup_updates": 50, "lr": 1e-4},
+            "bf16": "auto", "batch_size": 32, "n_envs": 4, "warmup_updates": 50, "lr": 1e-4},
 }
 
 
@@ -194,7 +200,16 @@ class TrainSettings:
     `resolve_preset` fills them in, so a value given explicitly always wins over the preset.
     """
 
-    task: str = _f("babilong:qa1", "Training task: babilong:qa1..babilong:qa5, ruler:niah_multivalue or ruler:vt.")
+    task: str = _f("", "Training tasks, comma-separated: babilong:qa1..babilong:qa5, ruler:niah_multivalue, "
+                       "ruler:vt, or 'all' (every one); one policy learns the mixture. Default: babilong:qa1, "
+                       "or only the --data file when one is given.")
+    task_weights: str = _f("", "Mixing weights, comma-separated, one per task in --task order (then one for "
+                               "--data): each new episode draws its task with probability weight / sum. "
+                               "Default: equal.")
+    data: str = _f("", "A qrag-samples file (JSON Lines, as `qrag data` and `qrag bench --data` read) of your own "
+                       "training samples, each with inline 'context' (chunk texts) and 'support' (their indices); "
+                       "one more task of the mixture, named 'data'.")
+    val_data: str = _f("", "Validation samples of the --data task (same format; default: the last 10% of --data).")
     out: str = _f("", "Run folder (default runs/<task>): settings.json, metrics.jsonl, checkpoints/.")
     steps: int = _f(1000, "Optimiser updates to run in total (a resumed run continues to this count).")
     seed: int = _f(0, "Seed of the training samples, the episodes, the behaviour policy and torch.")
@@ -259,7 +274,9 @@ class TrainSettings:
                                      "layers (0: all). The frozen lower layers run once per training context "
                                      "(cached, bf16 with --bf16), so an update re-embeds the context's chunks "
                                      "through the top N layers only.")
-    bf16: bool | None = _f(None, "bfloat16 autocast of the encoders' forward passes; preset: reference no, cpu yes.")
+    bf16: bool | None = _f(None, "bfloat16 autocast of the encoders' forward passes; preset: reference no, cpu yes "
+                                 "where the CPU has bfloat16 instructions (avx512_bf16 or amx_bf16), else no (on an "
+                                 "AVX2-only CPU a bfloat16 matrix product measured 22x slower than float32).")
     val_every: int = _f(50, "Validate (greedy coverage) and checkpoint every K updates.")
     threads: int = _f(0, "CPU threads (0: all cores).")
 

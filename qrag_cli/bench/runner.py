@@ -146,6 +146,15 @@ def resolve(settings: BenchSettings) -> Plan:
     return Plan(resolved, benchmark, tasks, lengths, steps, k, cache, methods, data)
 
 
+def same_vectors(a: Any, b: Any) -> bool:
+    """Whether two model specs embed chunks identically (positions are applied per step, not stored)."""
+    def strip(spec: Any) -> dict[str, Any]:
+        d = spec.describe()
+        return {"checksum": d["checksum"], "engine": d["engine"], "quantization": d["quantization"],
+                "pooling": {k: v for k, v in d["pooling"].items() if k != "positions"}}
+    return strip(a) == strip(b)
+
+
 def _methods(s: BenchSettings) -> list[str]:
     known = [bl.DENSE, bl.BM25, bl.MULTISTEP, bl.TRAINED]
     if not s.methods:
@@ -280,11 +289,19 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     if bl.DENSE in methods or bl.MULTISTEP in methods:
         encoders["base"] = state_encoders["base"] = load_encoder(resolve_model(s.model), threads=threads)
     if s.trained and bl.TRAINED in methods:
-        state_spec, action_spec = resolve_roles(s.trained)  # a policy folder, or one model for both sides
-        encoders["trained"] = load_encoder(action_spec, threads=threads)
+        # a policy folder, or one model for both sides; a compact policy is exported once, on first use
+        state_spec, action_spec = resolve_roles(s.trained, lambda msg: report(msg, 0, 1))
+        base = encoders.get("base")
+        if base is not None and same_vectors(base.spec, action_spec):
+            encoders["trained"] = base  # a frozen action side is the base model: its contexts serve both
+        else:
+            encoders["trained"] = load_encoder(action_spec, threads=threads)
         state_encoders["trained"] = (encoders["trained"] if state_spec == action_spec
                                      else load_encoder(state_spec, threads=threads))
-    builders = {key: ContextBuilder(enc, plan.cache, report) for key, enc in encoders.items()}
+    builders: dict[str, Any] = {}
+    for key, enc in encoders.items():
+        same = next((b for k, b in builders.items() if encoders[k] is enc), None)
+        builders[key] = same or ContextBuilder(enc, plan.cache, report)
     bm25 = bl.Bm25()
     reader = None
     if s.reader_url:
@@ -306,15 +323,18 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         accs = {m: _Acc() for m in methods}
         # Shared backgrounds first, so their embedding is reported (and timed) on its own.
         for ref in {repr(sorted(x["background"].items())): x["background"] for x in samples if "background" in x}.values():
-            for b in builders.values():
+            for b in {id(b): b for b in builders.values()}.values():
                 b.background(ref)
         for i, sample in enumerate(samples):
             texts = materialise(sample)
             support = list(sample["support"])
             q = sample["question"]
             found: dict[str, bl.MethodResult] = {}
+            built: dict[int, Any] = {}  # a builder shared by two methods builds each context once
             for key, builder in builders.items():
-                ctx, build_s, new = builder.build(sample, texts)
+                if id(builder) not in built:
+                    built[id(builder)] = builder.build(sample, texts)
+                ctx, build_s, new = built[id(builder)]
                 retr = bl.retriever_for(state_encoders[key], ctx)
                 if key == "base":
                     if bl.DENSE in methods:
@@ -341,7 +361,8 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         for m in methods:
             rows.append(_row(m, task, length, accs[m], samples, is_ruler, reader is not None))
 
-    backgrounds = [{"model": key, **d} for key, b in builders.items() for d in b.backgrounds]
+    unique = {id(b): (key, b) for key, b in reversed(list(builders.items()))}.values()
+    backgrounds = [{"model": key, **d} for key, b in unique for d in b.backgrounds]
     models = {key: enc.spec.describe() for key, enc in encoders.items()}
     if "trained" in state_encoders and state_encoders["trained"] is not encoders["trained"]:
         models["trained_state"] = state_encoders["trained"].spec.describe()

@@ -191,6 +191,12 @@ def read_samples(path: str | os.PathLike) -> tuple[dict, Iterator[dict]]:
     Every error names the file and the line. The iterator checks at the end that the file holds the
     `n` samples its header announces (a truncated file fails).
     """
+    header, numbered = read_numbered_samples(path)
+    return header, (sample for _, sample in numbered)
+
+
+def read_numbered_samples(path: str | os.PathLike) -> tuple[dict, Iterator[tuple[int, dict]]]:
+    """`read_samples`, each sample with its line number in the file."""
     name, lines = _lines(path)
     try:
         first = next(lines)
@@ -206,7 +212,7 @@ def read_samples(path: str | os.PathLike) -> tuple[dict, Iterator[dict]]:
                 if not line.strip():
                     continue
                 where = f"{name}:{lineno}"
-                yield check_sample(_json(line, where), where)
+                yield lineno, check_sample(_json(line, where), where)
                 count += 1
         except UnicodeDecodeError:
             raise InputError(f"{name}:{lineno + 1}: not UTF-8 text") from None

@@ -44,6 +44,30 @@ def export_policy(folder: Path, out: Path, *, overwrite: bool = False, int8: boo
     return build_folder(out, fill)
 
 
+def export_policy_with_base_action(folder: Path, out: Path, *, int8: bool = False) -> Path:
+    """Export a policy whose action encoder is the frozen base model: the state side is exported, the
+    action side is the default model's own (cached) export with the policy's pooling (its rotary
+    positions are applied outside the graph), so it is not exported twice."""
+    from .models import WEIGHT_FILES, default_export, default_model_path, resolve_model
+
+    state, action = resolve_model(folder / "state"), resolve_model(folder / "action")
+    if file_sha256(default_model_path() / WEIGHT_FILES[0]) != action.checksum:  # another base model
+        return export_policy(folder, out, overwrite=True, int8=int8)
+    base = default_export("int8" if int8 else "fp32")
+
+    def fill(tmp: Path) -> None:
+        export_onnx(state, tmp / "state", int8=int8)
+        (tmp / "action").mkdir()
+        for name in (ONNX_FILE, "tokenizer.json"):
+            shutil.copy(base.path / name, tmp / "action" / name)
+        m = json.loads((base.path / "manifest.json").read_text(encoding="utf-8"))
+        write_json_atomic(tmp / "action" / "manifest.json", {**m, "pooling": asdict(action.pooling)})
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        write_json_atomic(tmp / "manifest.json", {**manifest, "engine": "onnx", "exported_from": str(folder)})
+
+    return build_folder(out, fill)
+
+
 def export_onnx(spec: ModelSpec, out: Path, *, overwrite: bool = False, int8: bool = False,
                 calibration: list[str] | None = None) -> Path:
     """Export `spec` (a PyTorch model folder) to an ONNX model folder at `out`; returns `out`."""

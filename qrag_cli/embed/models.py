@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -136,8 +137,16 @@ def policy_folder(model: str | os.PathLike) -> Path | None:
     return path if is_policy else None
 
 
-def resolve_roles(model: str | os.PathLike) -> tuple[ModelSpec, ModelSpec]:
-    """(state encoder, action encoder): the two sides of a trained policy, or one model twice."""
+def resolve_roles(model: str | os.PathLike, announce: Callable[[str], None] | None = None) -> tuple[ModelSpec, ModelSpec]:
+    """(state encoder, action encoder): the two sides of a trained policy, or one model twice.
+
+    A compact policy (`policy:default`, a compact policy folder, either with `:int8` / `:torch`) is
+    served from its cached full folder or ONNX export, made on first use (`announce` is told)."""
+    from ..policy.artefact import serving_folder, split_name
+
+    compact = split_name(str(model)) if str(model) not in ("", DEFAULT_MODEL) else None
+    if compact is not None:
+        model = serving_folder(compact[0], compact[1], announce)
     folder = policy_folder(model) if str(model) not in ("", DEFAULT_MODEL) else None
     if folder is None:
         spec = resolve_model(model)

@@ -113,7 +113,18 @@ def init_from(folder: Path, net: QNet) -> None:
     """Start `net` from the encoders of another run's checkpoint (`--init`).
 
     A frozen action encoder must stay the base model's (its index is the base index), so with one only
-    the state side is loaded, and a checkpoint whose action encoder was trained is refused."""
+    the state side is loaded, and a checkpoint whose action encoder was trained is refused. A compact
+    policy (`policy:default`, a compact folder: `policy/artefact.py`) gives its state encoder."""
+    from ..policy.artefact import split_name, state_weights
+
+    compact = split_name(str(folder))
+    if compact is not None:
+        _, weights = state_weights(compact[0], net.base)  # refuses a policy of another base model
+        try:
+            net.state.load_state_dict(weights, strict=False)
+        except RuntimeError as exc:
+            raise InputError(f"--init {folder}: cannot load its state encoder into this run's model: {exc}") from exc
+        return
     manifest = read_manifest(folder)
     if manifest.get("engine") == "onnx":
         raise InputError(f"--init {folder} is an exported (ONNX) policy: give the run's checkpoint folder "

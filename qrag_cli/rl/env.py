@@ -63,17 +63,41 @@ class Episode:
 
 
 class EnvPool:
-    """E episodes stepped together; a finished episode is replaced by one on a random training sample.
-    `prepare(episode, sample)`, when given, sees every new episode before its first step."""
+    """E episodes stepped together; a finished episode is replaced by one on a training sample drawn from
+    the task mixture: a task with probability `weights[task]` (each sample's `train_task`; one task
+    when no weights are given), then one of its samples uniformly. `max_steps(sample)` is the episode
+    length of a sample's task. `prepare(episode, sample)`, when given, sees every new episode before
+    its first step."""
 
-    def __init__(self, samples: list[dict[str, Any]], n_envs: int, max_steps: int, rng: np.random.Generator,
-                 prepare: Callable[[Episode, dict[str, Any]], None] | None = None) -> None:
-        self.samples, self.max_steps, self.rng, self.prepare = samples, max_steps, rng, prepare
+    def __init__(self, samples: list[dict[str, Any]], n_envs: int, max_steps: int | Callable[[dict[str, Any]], int],
+                 rng: np.random.Generator, prepare: Callable[[Episode, dict[str, Any]], None] | None = None,
+                 weights: dict[str, float] | None = None) -> None:
+        self.samples, self.rng, self.prepare = samples, rng, prepare
+        self.max_steps = max_steps if callable(max_steps) else (lambda _sample, n=max_steps: n)
+        self.groups: list[np.ndarray] = []
+        self.p: np.ndarray | None = None
+        if weights and len(weights) > 1:
+            by_task: dict[str, list[int]] = {t: [] for t in weights}
+            for i, x in enumerate(samples):
+                by_task[x["train_task"]].append(i)
+            names = [t for t in weights if weights[t] > 0]
+            if any(not by_task[t] for t in names):
+                raise ValueError(f"no training samples for task(s) {[t for t in names if not by_task[t]]}")
+            self.groups = [np.asarray(by_task[t]) for t in names]
+            self.p = np.asarray([weights[t] for t in names], dtype=np.float64)
+            self.p /= self.p.sum()
         self.episodes = [self.new_episode() for _ in range(n_envs)]
 
+    def draw(self) -> int:
+        """The index of a new episode's sample: its task by weight, then uniformly within the task."""
+        if self.p is None:
+            return int(self.rng.integers(len(self.samples)))
+        group = self.groups[int(self.rng.choice(len(self.groups), p=self.p))]
+        return int(group[self.rng.integers(len(group))])
+
     def new_episode(self) -> Episode:
-        i = int(self.rng.integers(len(self.samples)))
-        ep = Episode.of(i, self.samples[i], self.max_steps)
+        i = self.draw()
+        ep = Episode.of(i, self.samples[i], self.max_steps(self.samples[i]))
         if self.prepare is not None:
             self.prepare(ep, self.samples[i])
         return ep
@@ -85,7 +109,8 @@ class EnvPool:
     def load_state_dict(self, state: list[dict[str, Any]]) -> None:
         self.episodes = []
         for row in state:
-            ep = Episode.of(row["sample"], self.samples[row["sample"]], self.max_steps)
+            sample = self.samples[row["sample"]]
+            ep = Episode.of(row["sample"], sample, self.max_steps(sample))
             ep.swap([(int(place), str(text)) for place, text in row.get("swapped", [])])
             ep.retrieved = list(row["retrieved"])
             self.episodes.append(ep)

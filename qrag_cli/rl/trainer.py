@@ -11,10 +11,10 @@ One iteration, all in this file:
 3. loss 0.5 * MSE(2 q1, G) + 0.5 * MSE(2 q2, G) on the taken actions (positions of their step),
    AdamW, gradient clip, lr warm-up then linear decay.
 4. Polyak update (tau) of both target encoders after every optimiser step.
-Every `val_every` updates: greedy coverage on the validation split through the inference loop
-(`MultiStepRetriever`), then checkpoints (last, and best by coverage within the episode's steps,
-the figure `qrag bench` reports, then by coverage in the minimum number of steps; a later
-validation wins a tie).
+Every `val_every` updates: greedy coverage of every task on the validation split through the
+inference loop (`validation.py`), then checkpoints (last, and best by the rule of `validation.py`: the
+worst task counts more than the mean; a later validation wins a tie). Episodes are drawn from the task
+mixture of `tasks.py`.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ from .tasks import (  # noqa: F401  (check, make_samples: part of this module's 
     check,
     default_run_folder,
     make_samples,
+    mixture,
     resumed_settings,
 )
+from .validation import select_key
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -59,15 +61,15 @@ class Counters:
     updates: int = 0
     transitions: int = 0
     best_coverage: float = -1.0  # coverage in the minimum number of steps, of the best checkpoint
-    best_coverage_max_steps: float = -1.0  # its coverage within the episode's steps (the first criterion)
+    best_coverage_max_steps: float = -1.0  # its coverage within the episode's steps
     last_coverage: float | None = None
+    best_select: float = -1.0  # its selection score (validation.py; the first criterion)
 
 
 class Trainer:
     def __init__(self, s: TrainSettings, net: QNet, train_samples: list[dict], val_samples: list[dict]) -> None:
         self.s, self.net = s, net
         self.val_samples = val_samples
-        self.max_steps = s.max_steps or MAX_STEPS[s.task.split(":")[0]]
         self.integer = s.positions == "int"
         self.target = net.make_target()
         self.opt = torch.optim.AdamW(net.trainable(), lr=s.lr, betas=(s.adam_beta1, s.adam_beta2), eps=s.adam_eps,
@@ -76,10 +78,18 @@ class Trainer:
         self.rng = np.random.default_rng(s.seed)
         self.counters = Counters()
         self._text_vectors: dict[str, torch.Tensor] = {}  # chunk text -> its frozen embedding (each text once)
-        self.pool = EnvPool(train_samples, s.n_envs, self.max_steps, self.rng, self.episode_miner())
+        weights = mixture(s) if all("train_task" in x for x in train_samples) else None
+        self.pool = EnvPool(train_samples, s.n_envs, self.steps_of, self.rng, self.episode_miner(), weights)
         self._lower_cache: dict[int, ChunkLower] = {}  # sample index -> frozen lower action layers' output
         self._vectors: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per rollout: id(ep) -> (online, target)
-        self._val_cache: dict[int, np.ndarray] = {}  # validation chunk vectors (frozen action encoder)
+
+    def steps_of(self, sample: dict[str, Any]) -> int:
+        """Episode length of a sample: --max-steps, else its benchmark's (6 babilong, 5 ruler; 6 for others)."""
+        if self.s.max_steps:
+            return self.s.max_steps
+        task = sample.get("train_task") or self.s.task
+        bench = sample.get("benchmark") if task == "data" else task.split(":")[0]
+        return MAX_STEPS.get(bench or "", MAX_STEPS["babilong"])
 
     def lr_factor(self, update: int) -> float:
         w = self.s.warmup_updates
@@ -251,33 +261,20 @@ class Trainer:
             row.update(q_policy_mean=float(np.mean(batch["q_seen"])), q_policy_std=float(np.std(batch["q_seen"])))
         return row
 
-    # validation through the one inference loop
+    # validation through the one inference loop, per task (validation.py)
     def validate(self) -> dict[str, float]:
-        from ..bench.contexts import MemoryContext
-        from ..policy.loop import MultiStepRetriever
-        from ..search.exact import ExactBackend
+        from .validation import validate
 
         self.net.state.eval()
         self.net.action.eval()
-        encoder = PolicyEncoder(self.net, "state")
-        at_min, at_max, first_q = [], [], []
-        for j, x in enumerate(self.val_samples):
-            vecs = self._val_cache.get(j)
-            if vecs is None:
-                with torch.no_grad():
-                    vecs = self.net.embed_chunks(x["context"]).numpy()
-                if self.s.freeze_action:  # frozen: the chunk vectors never change
-                    self._val_cache[j] = vecs
-            ctx = MemoryContext(x["context"], vecs, doc=str(x.get("id", "val")))
-            loop = MultiStepRetriever(encoder, ctx, ExactBackend(vecs), piece_tokens=self.s.piece_tokens)
-            steps = min(self.max_steps, len(ctx))
-            traj = loop.run([x["question"]], steps=steps)[0]
-            got, need = traj.positions(), set(x["support"])
-            at_min.append(float(need <= set(got[: len(need)])))
-            at_max.append(float(need <= set(got)))
-            first_q.append(traj.retrieved[0].score)
-        return {"val_coverage": float(np.mean(at_min)), "val_coverage_max_steps": float(np.mean(at_max)),
-                "val_q_first": float(np.mean(first_q))}
+        return validate(PolicyEncoder(self.net, "state"), self.val_vectors, self.val_samples, self.steps_of,
+                        self.s.piece_tokens)
+
+    def val_vectors(self, j: int, x: dict[str, Any]) -> np.ndarray:
+        if self.s.freeze_action:  # frozen: each distinct text embedded once, shared with training
+            return self.frozen_vectors(x["context"]).numpy()
+        with torch.no_grad():
+            return self.net.embed_chunks(x["context"]).numpy()
 
     # resumable state
     def state_dict(self) -> dict[str, Any]:
@@ -327,7 +324,8 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
     sample needs `question`, `context` (chunk texts) and `support` (chunk indices).
     """
     if settings.resume:  # the run's own settings for what was not given; a difference is refused
-        run = Path(settings.out) if settings.out else default_run_folder(settings.task)
+        run = Path(settings.out) if settings.out else default_run_folder(settings.task or
+                                                                          ("" if settings.data else "babilong:qa1"))
         if (run / "settings.json").is_file():
             settings = resumed_settings(replace(settings, out=str(run)))
     s = check(settings)
@@ -377,6 +375,7 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
             c.last_coverage = row["val_coverage"]
             if is_best(row, c):
                 c.best_coverage_max_steps, c.best_coverage = row["val_coverage_max_steps"], row["val_coverage"]
+                c.best_select = row["val_select"]
                 ckpt.save_policy(best, net, str(base), u, row["val_coverage"])
             ckpt.save_policy(last, net, str(base), u, row["val_coverage"], trainer.state_dict())
         _append(metrics, row)
@@ -390,9 +389,10 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
 
 
 def is_best(row: dict[str, Any], c: Counters) -> bool:
-    """Coverage within the episode's steps first (what `qrag bench` reports), then coverage in the
-    minimum number of steps; equal on both, the later validation wins (it has trained longer)."""
-    return (row["val_coverage_max_steps"], row["val_coverage"]) >= (c.best_coverage_max_steps, c.best_coverage)
+    """The rule of `validation.py` (the worst task first, then the mean; with one task, coverage within the
+    episode's steps, then in the minimum number of steps); equal, the later validation wins."""
+    best = c.best_select if c.best_select >= 0 else c.best_coverage_max_steps  # a checkpoint of an older run
+    return select_key(row) >= (best, c.best_coverage)
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
