@@ -31,3 +31,14 @@ def read_versioned(path: Path, fmt: str, version: int | tuple[int, ...], error: 
                     f"reads version {' or '.join(map(str, versions))}{tail}")
     return data
 
+
+def read_json_object(path: Path, error: type[QragError], fix: str = "") -> dict[str, Any]:
+    """The JSON object in `path`, or `error` naming the file (unreadable, not JSON, not an object)."""
+    tail = f": {fix}" if fix else ""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise error(f"{path} is missing or unreadable ({exc}){tail}") from exc
+    if not isinstance(data, dict):
+        raise error(f"{path} is not a JSON object{tail}")
+    return data
