@@ -284,3 +284,14 @@ def test_a_damaged_manifest_is_exit_3_naming_the_file(tmp_path, tiny_model, edit
     res = runner.invoke(app, ["query", "--index", str(ix), "--model", str(tiny_model), "q?"])
     assert res.exit_code == 3, (res.exit_code, res.stderr)
     assert str(path) in res.stderr and fragment in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_overwrite_refuses_a_folder_of_files_that_only_look_like_an_index(tmp_path, tiny_model):
+    a, _ = corpora(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "settings.json").write_text('{"theme": "dark"}')
+    (mine / "manifest.json").write_text('{"name": "my app"}')
+    with pytest.raises(OutputExistsError, match="is not a qrag index"):
+        build_index(settings(a, mine, tiny_model, overwrite=True))
+    assert sorted(os.listdir(mine)) == ["manifest.json", "settings.json"]

@@ -20,6 +20,7 @@ still opened; the first write into it adds `gen-000001` and then removes the old
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -89,10 +90,18 @@ def is_index_folder(root: Path) -> bool:
     An empty folder counts too (nothing in it can be lost); any other file or folder makes it not an index."""
     if not root.is_dir():
         return False
+    names = set()
     for p in root.iterdir():
-        if p.name in INDEX_NAMES or GEN_RE.match(p.name) or (p.name.startswith(".") and p.name.endswith(".tmp")):
-            continue
-        return False
+        if not (p.name in INDEX_NAMES or GEN_RE.match(p.name) or (p.name.startswith(".") and p.name.endswith(".tmp"))):
+            return False
+        names.add(p.name)
+    if names & set(LEGACY_FILES) or MANIFEST in names:  # files of that name must be an index's
+        try:
+            manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # a damaged index still has its data files
+            return bool(names & {"chunks.arrow", "vectors.npy"})
+        if not isinstance(manifest, dict) or manifest.get("format") != "qrag-index":
+            return False
     return True
 
 
