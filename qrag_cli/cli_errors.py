@@ -54,6 +54,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as exc:
             if debug or exc.errno not in WRITE_ERRNOS | DENIED_ERRNOS:
                 raise
+            if exc.filename in (None, "stdout"):
+                quiet_stdout()  # else Python's final flush of the same buffer fails again at exit
             where = escape(str(exc.filename or "stdout"))
             what = escape(exc.strerror or str(exc))
             verb = "cannot write" if exc.errno in WRITE_ERRNOS else "cannot open"
@@ -70,7 +72,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def quiet_stdout() -> None:
-    """Point stdout at /dev/null so that Python's final flush does not report the closed pipe again."""
+    """Point stdout at /dev/null so that Python's final flush does not report the failed write again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
