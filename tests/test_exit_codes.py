@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bad_input import STORY, index_dir, invoke, one_line_error  # noqa: F401  (fixture)
+from tests.test_bad_input import index_dir, invoke, one_line_error  # noqa: F401  (index_dir: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,6 @@ from qrag_cli.embed.models import resolve_model
 from qrag_cli.errors import IndexNotFoundError, InputError, OutputExistsError
 from qrag_cli.settings import QuerySettings
 from qrag_cli.store.generations import POINTER, current_folder, generations
-from qrag_cli.store.reader import IndexReader
 from tests.test_resume import corpus_text, settings
 
 runner = CliRunner()
