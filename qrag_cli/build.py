@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import install_folder, write_json_atomic
+from .atomic import write_json_atomic
 from .corpus.chunking import iter_chunks
 from .corpus.readers import Corpus, open_corpus
 from .embed.encoder import Encoder, load_encoder
@@ -42,6 +42,7 @@ from .errors import InputError, OutputExistsError, StorageError
 from .search.registry import build_ann, check_name
 from .settings import IndexSettings, to_dict
 from .store.checksums import file_digest
+from .store.generations import finished_in, install, is_index_folder, recover
 from .store.lock import FolderLock
 from .store.manifest import (
     CHUNKS,
@@ -59,6 +60,7 @@ DEFAULT_HOME = Path("indexes")
 PARTIAL = ".partial-"  # folders of builds before resumable builds (removed when found stale)
 BUILDING = ".building"
 BUILD_JSON = "build.json"
+GENERATION = "generation"  # the folder in `.NAME.building` that becomes the index's next generation
 BUILD_FORMAT = "qrag-build"
 BUILD_FORMAT_VERSION = 1
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
@@ -132,28 +134,72 @@ def build_index(
         raise InputError("--batch-size must be at least 1")
     if settings.shard_chunks < 1 or settings.embed_group < 1:
         raise InputError("--shard-chunks and --embed-group must be at least 1")
-    base = None
-    if settings.append:
-        settings, base = _append_settings(settings)
+    if settings.append and settings.overwrite:
+        raise InputError("--append and --overwrite do not go together")
     corpus = open_corpus(settings.corpus, on_warning=warn)
-    out = Path(settings.out) if settings.out else default_out(corpus.name)
-    if base is None and out.exists() and not settings.overwrite:
-        raise OutputExistsError(f"{out} exists: choose another --out, pass --overwrite, or --append to it")
-    spec = encoder.spec if encoder is not None else resolve_roles(settings.model)[1]  # chunks: the action side
-    if base is not None:
-        check_model(base.manifest, spec.describe(), base.folder)
-    enc = encoder or load_encoder(
-        spec, max_tokens=settings.max_tokens, batch_size=settings.batch_size, threads=settings.threads, bulk=True
-    )
+    out = Path(settings.append or settings.out) if (settings.append or settings.out) else default_out(corpus.name)
+    real = out.resolve() if out.is_symlink() else out  # a symlinked index folder stays a symlink
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with FolderLock(out):
-            _remove_stale_partials(out)
-            return _Build(settings, corpus, out, enc, base, progress, warn).run()
+        real.parent.mkdir(parents=True, exist_ok=True)
+        with FolderLock(real):
+            if recover(real, work_folder(real)):
+                done = _recovered(settings, out, real, warn)
+                if done is not None:
+                    return done
+            base = None
+            if settings.append:
+                settings, base = _append_settings(settings)
+            else:
+                _check_out(out, real, settings)
+            spec = encoder.spec if encoder is not None else resolve_roles(settings.model)[1]  # chunks: action side
+            if base is not None:
+                check_model(base.manifest, spec.describe(), base.folder)
+            enc = encoder or load_encoder(spec, max_tokens=settings.max_tokens, batch_size=settings.batch_size,
+                                          threads=settings.threads, bulk=True)
+            _remove_stale_partials(real)
+            report = _Build(settings, corpus, real, enc, base, progress, warn).run()
+            return replace(report, out=out)
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
-            raise StorageError(_storage_message(exc, out)) from exc
+            raise StorageError(_storage_message(exc, real)) from exc
         raise
+
+
+def _recovered(settings: IndexSettings, out: Path, real: Path, warn: Callable[[str], None] | None) -> BuildReport | None:
+    """After an interrupted build's finished index was installed: its report for --resume, else go on."""
+    m = IndexReader(real)
+    m.close()
+    c = m.manifest["corpus"]
+    if settings.resume:
+        if warn:
+            warn(f"the interrupted build of {out} had finished: it is installed now")
+        appended = c.get("appended") or [{}]
+        return BuildReport(out, int(c["documents"]), int(c["chunks"]), int(c["tokens"]), 0.0, 0.0, 0.0,
+                           int(m.manifest.get("build", {}).get("shards", 0)), 0,
+                           int(appended[-1].get("chunks", 0)) if settings.append else 0, 0)
+    if settings.append:
+        raise InputError(f"an interrupted append to {out} had finished and is installed now ({c['chunks']} chunks): "
+                         "check the index before appending again")
+    if warn:
+        warn(f"an interrupted build of {out} had finished and is installed now")
+    return None
+
+
+def _check_out(out: Path, real: Path, settings: IndexSettings) -> None:
+    """An existing --out needs --overwrite, and --overwrite replaces only a qrag index, never the corpus."""
+    if not real.exists():
+        return
+    if not settings.overwrite:
+        raise OutputExistsError(f"{out} exists: choose another --out, pass --overwrite (it replaces only a qrag "
+                                "index), or --append to it")
+    if not is_index_folder(real):
+        raise OutputExistsError(f"{out} exists and is not a qrag index: --overwrite replaces only an index "
+                                "(or an empty folder), never another folder; choose another --out")
+    if settings.corpus != "-":
+        source, target = Path(settings.corpus).resolve(), real.resolve()
+        if source == target or target in source.parents:
+            raise InputError(f"the corpus {settings.corpus} is inside --out {out}: the index cannot replace its "
+                             "own corpus; choose another --out")
 
 
 def _storage_message(exc: OSError, out: Path) -> str:
@@ -187,7 +233,9 @@ class _Build:
             report = self._finish(shards, t0, t_embed)
         except BaseException as exc:
             kept = self.store.count()
-            if kept == 0:
+            if finished_in(self.work) is not None or not (self.work / BUILD_JSON).exists():
+                pass  # a finished index, or its install under way: the next run finishes it
+            elif kept == 0:
                 shutil.rmtree(self.work, ignore_errors=True)
             elif self.warn and isinstance(exc, KeyboardInterrupt):
                 self.warn(f"interrupted: {kept} finished shard(s) are kept in {self.work}; run the same command "
@@ -293,13 +341,16 @@ class _Build:
             self.progress(self.state)
 
     def _finish(self, shards: list[ShardInfo], t0: float, t_embed: float) -> BuildReport:
-        s, work, base, dim = self.s, self.work, self.base, self.enc.spec.dim
+        s, base, dim = self.s, self.base, self.enc.spec.dim
+        work = self.work / GENERATION  # the new generation, complete once its manifest is written
+        shutil.rmtree(work, ignore_errors=True)  # a partial one of an interrupted run
+        work.mkdir()
         new_rows = sum(i.rows for i in shards)
         rows = new_rows + (base.rows if base else 0)
         tokens = sum(i.tokens for i in shards) + (base.tokens if base else 0)
         documents = sum(i.documents for i in shards) + (base.documents if base else 0)
         parts = [(base.folder / CHUNKS, base.folder / VECTORS)] if base else []
-        parts += [i.paths(work) for i in shards]
+        parts += [i.paths(self.work) for i in shards]
         assemble(parts, work / CHUNKS, work / VECTORS, rows, dim)
         vectors_mm = np.load(work / VECTORS, mmap_mode="r")
         self.state.phase, self.state.ann_total = "ann", rows
@@ -336,9 +387,7 @@ class _Build:
                    "shard_chunks": s.shard_chunks, "shards_resumed": self.state.shards_resumed},
         )
         write_json_atomic(work / MANIFEST, manifest)
-        self.store.remove()
-        (work / BUILD_JSON).unlink()
-        install_folder(work, self.out)
+        install(work, self.work, self.out)
         return BuildReport(self.out, documents, rows, tokens, t_ann - t0, t_embed - t0, t_ann - t_embed,
                            len(shards), self.state.shards_resumed, new_rows if base else 0,
                            self.state.tokens - self.resumed_tokens)
@@ -349,11 +398,10 @@ def _append_settings(settings: IndexSettings) -> tuple[IndexSettings, _Base]:
     folder = Path(settings.append)
     if settings.out and Path(settings.out).resolve() != folder.resolve():
         raise InputError("--append writes into the index it extends: leave out --out")
-    if settings.overwrite:
-        raise InputError("--append and --overwrite do not go together")
     reader = IndexReader(folder)
+    reader.close()  # the write lock is held: no other writer removes this generation
     m = reader.manifest
-    recorded = _read_json(folder / SETTINGS)
+    recorded = _read_json(reader.folder / SETTINGS)
     if settings.model not in ("default", m["model"].get("ref")):
         raise InputError(f"--append uses the index's own model ({m['model'].get('ref')}): leave out --model")
     from .settings import AnnSettings, ChunkerSettings
@@ -367,7 +415,7 @@ def _append_settings(settings: IndexSettings) -> tuple[IndexSettings, _Base]:
         embed_group=int(recorded.get("embed_group", settings.embed_group)),
     )
     n = len(reader)
-    base = _Base(folder, m, n, int(m["corpus"]["tokens"]), int(m["corpus"]["documents"]),
+    base = _Base(reader.folder, m, n, int(m["corpus"]["tokens"]), int(m["corpus"]["documents"]),
                  reader.chunk(n - 1).doc if n else None)
     return merged, base
 

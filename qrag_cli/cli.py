@@ -4,15 +4,15 @@ one-line messages and exit codes here and nowhere else; stdout carries data, std
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import json
+import signal
 import sys
 import time
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -27,7 +27,9 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
-from .errors import EXIT_RUNTIME, QragError
+from .cli_errors import err, guarded, terminate, write_failed
+from .cli_errors import state as _state
+from .errors import OutputExistsError
 from .output import FORMATS, render, resolve_format
 from .settings import (
     AnnSettings,
@@ -48,8 +50,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-_state = {"debug": False}  # set by the --debug option of the main callback
 H_INDEX, H_QUERY = field_help(IndexSettings), field_help(QuerySettings)
 H_CHUNK, H_ANN = field_help(ChunkerSettings), field_help(AnnSettings)
 D_INDEX, D_QUERY, D_CHUNK, D_ANN = IndexSettings(), QuerySettings(), ChunkerSettings(), AnnSettings()
@@ -70,34 +70,6 @@ def _main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     _state["debug"] = debug
-
-
-def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Map errors to one line on stderr and an exit code (tracebacks only with --debug)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = _state["debug"]
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except QragError as exc:
-            if debug:
-                raise
-            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]: nothing was left half-written", soft_wrap=True)
-            raise typer.Exit(130) from None
-        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become a message
-            if debug:
-                raise
-            err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug)",
-                      soft_wrap=True)
-            raise typer.Exit(EXIT_RUNTIME) from None
-
-    return wrapper
 
 
 class BuildDisplay:
@@ -220,11 +192,24 @@ def query_cmd(
         asked = parse_questions(sys.stdin)
     if not asked:
         raise InputError("no question: stdin was empty")
+    empty = [q.id for q in asked if not q.text.strip()]
+    if empty:
+        raise InputError(f"empty question (id {', '.join(empty[:5])}): every question needs some text")
     session = open_session(settings, announce=lambda msg: err.print(escape(msg)))
+    most = max(1, len(session.index) // max(k, 1))
+    if steps > most:
+        err.print(f"[yellow]warning:[/] --steps {steps} retrieves more than the index's {len(session.index)} "
+                  f"chunks: capped at {most}", soft_wrap=True)
+        session.settings = dataclasses.replace(session.settings, steps=most)
     fmt = resolve_format(fmt, sys.stdout.isatty())
     for start in range(0, len(asked), 64):
         for line in render(session.ask(asked[start : start + 64]), fmt):
-            typer.echo(line)
+            try:
+                typer.echo(line)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                raise write_failed(exc, "stdout") from None
 
 
 @app.command("export")
@@ -273,8 +258,13 @@ def data_cmd(
     hard_negatives: float = typer.Option(D_DATA.hard_negatives, "--hard-negatives", help=H_DATA["hard_negatives"]),
     background_pool: int = typer.Option(D_DATA.background_pool, "--background-pool", help=H_DATA["background_pool"]),
     out: str = typer.Option(D_DATA.out, "--out", "-o", help=H_DATA["out"]),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Generate BabiLong- or RULER-style samples (JSON Lines, format qrag-samples v1)."""
+    if out and Path(out).exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists: choose another --out or pass --overwrite to replace it")
+    if out and Path(out).is_dir():
+        raise OutputExistsError(f"{out} is a folder: --out takes a file name")
     from .data.generate import generate
     from .data.samples import write_samples
 
@@ -282,7 +272,12 @@ def data_cmd(
                             background_pool, out)
     with err.status(f"generating {benchmark} {task} {length}"):
         header, samples = generate(settings)
-    write_samples(out or "-", header, samples)
+    try:
+        write_samples(out or "-", header, samples)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise write_failed(exc, out or "stdout") from None
     if out:
         err.print(f"wrote {len(samples)} samples to {escape(out)}", soft_wrap=True)
 
@@ -309,12 +304,15 @@ def bench_cmd(
     reader_model: str = typer.Option(D_BENCH.reader_model, "--reader-model", help=H_BENCH["reader_model"]),
     reader_timeout: float = typer.Option(D_BENCH.reader_timeout, "--reader-timeout", help=H_BENCH["reader_timeout"]),
     threads: int = typer.Option(D_BENCH.threads, "--threads", help=H_BENCH["threads"]),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results in an existing --out folder."),
 ) -> None:
     """Benchmark retrieval (BabiLong / RULER / a samples file) against dense, BM25 and untrained baselines."""
     from .bench.report import write_results
     from .bench.runner import run_bench
 
     out = out or f"bench-out/{'data' if data else benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if Path(out).exists() and not overwrite and (not Path(out).is_dir() or any(Path(out).iterdir())):
+        raise OutputExistsError(f"{out} exists: choose another --out or pass --overwrite to replace its results")
     settings = BenchSettings(
         benchmark=benchmark, tasks=tasks, lengths=lengths, n=n, seed=seed, split=split, model=model, trained=trained,
         methods=methods,
@@ -384,6 +382,7 @@ app.command("train")(train_cmd)
 
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, terminate)
     try:
         app()
     except KeyboardInterrupt:  # outside a command (e.g. during imports)

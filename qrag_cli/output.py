@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections.abc import Iterable
 from typing import Any
 
 FORMATS = ("auto", "jsonl", "text", "trec")
+#: terminal escape sequences (CSI, OSC, other ESC x) and the remaining C0/C1 control characters but \t
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def plain(value: Any) -> str:
+    """`value` as text safe to print on a terminal: escape sequences and control characters removed."""
+    return _CONTROL.sub("", str(value))
 
 
 def resolve_format(fmt: str, stdout_is_terminal: bool) -> str:
@@ -33,11 +41,11 @@ def trec(results: Iterable[dict[str, Any]], run: str = "qrag") -> Iterable[str]:
 
 def text(results: Iterable[dict[str, Any]], width: int = 100) -> Iterable[str]:
     for r in results:
-        yield f"[{r['id']}] {r['question']}"
+        yield f"[{plain(r['id'])}] {plain(r['question'])}"
         for item in r["retrieved"]:
-            head = f"  step {item['step']}  chunk {item['chunk']}  score {item['score']:.4f}  {item['doc']}"
+            head = f"  step {item['step']}  chunk {item['chunk']}  score {item['score']:.4f}  {plain(item['doc'])}"
             yield head
-            for line in textwrap.wrap(item["text"], width=width - 6) or [""]:
+            for line in textwrap.wrap(plain(item["text"].replace("\n", " ")), width=width - 6) or [""]:
                 yield f"      {line}"
         yield f"  kept: {', '.join(map(str, r['kept'])) or '(none)'}"
         yield ""

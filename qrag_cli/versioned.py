@@ -14,8 +14,11 @@ from . import __version__
 from .errors import QragError
 
 
-def read_versioned(path: Path, fmt: str, version: int, error: type[QragError], fix: str = "") -> dict[str, Any]:
-    """The JSON object in `path` if its format is `fmt` at `version`; else `error` naming the file and `fix`."""
+def read_versioned(path: Path, fmt: str, version: int | tuple[int, ...], error: type[QragError],
+                   fix: str = "") -> dict[str, Any]:
+    """The JSON object in `path` if its format is `fmt` at `version` (or one of several); else `error` naming
+    the file and `fix`."""
+    versions = version if isinstance(version, tuple) else (version,)
     tail = f": {fix}" if fix else ""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -23,7 +26,19 @@ def read_versioned(path: Path, fmt: str, version: int, error: type[QragError], f
         raise error(f"{path} is missing or unreadable ({exc}){tail}") from exc
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise error(f"{path} is not a {fmt} manifest{tail}")
-    if data.get("format_version") != version:
+    if data.get("format_version") not in versions or isinstance(data.get("format_version"), bool):
         raise error(f"{path} has {fmt} format version {data.get('format_version')}; this qrag ({__version__}) "
-                    f"reads version {version}{tail}")
+                    f"reads version {' or '.join(map(str, versions))}{tail}")
+    return data
+
+
+def read_json_object(path: Path, error: type[QragError], fix: str = "") -> dict[str, Any]:
+    """The JSON object in `path`, or `error` naming the file (unreadable, not JSON, not an object)."""
+    tail = f": {fix}" if fix else ""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise error(f"{path} is missing or unreadable ({exc}){tail}") from exc
+    if not isinstance(data, dict):
+        raise error(f"{path} is not a JSON object{tail}")
     return data

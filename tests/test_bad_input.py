@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qrag_cli.cli import app
+from qrag_cli.store.generations import current_folder
 
 runner = CliRunner()
 STORY = "Mary took the football there. Mary went to the garden. John moved to the office.\n"
@@ -92,12 +93,12 @@ def test_existing_out_needs_overwrite_and_a_failed_overwrite_keeps_the_old_index
     corpus = tmp_path / "story.txt"
     res = invoke("index", corpus, "--out", index_dir, "--model", tiny_model)
     one_line_error(res, 2, "exists")
-    before = (index_dir / "manifest.json").read_text()
+    before = (current_folder(index_dir) / "manifest.json").read_text()
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     res = invoke("index", empty, "--out", index_dir, "--model", tiny_model, "--overwrite")
     one_line_error(res, 2, "empty corpus")
-    assert (index_dir / "manifest.json").read_text() == before and leftovers(tmp_path) == []
+    assert (current_folder(index_dir) / "manifest.json").read_text() == before and leftovers(tmp_path) == []
     corpus.write_text(STORY * 2)
     res = invoke("index", corpus, "--out", index_dir, "--model", tiny_model, "--overwrite")
     assert res.exit_code == 0 and json.loads(res.stdout)["chunks"] == 6
@@ -107,18 +108,20 @@ def test_existing_out_needs_overwrite_and_a_failed_overwrite_keeps_the_old_index
 def test_missing_index_and_unfinished_folder(tmp_path):
     one_line_error(invoke("query", "--index", tmp_path / "nope", "q?"), 2, "no index at")
     (tmp_path / "half").mkdir()
-    one_line_error(invoke("query", "--index", tmp_path / "half", "q?"), 2, "not a finished qrag index")
+    res = invoke("query", "--index", tmp_path / "half", "q?")
+    one_line_error(res, 2, "is not a qrag index")
+    assert "--overwrite" not in res.stderr  # it would replace a folder that is not an index
 
 
 def test_incompatible_format_version(index_dir):
-    m = json.loads((index_dir / "manifest.json").read_text())
-    m["format_version"] = 2
-    (index_dir / "manifest.json").write_text(json.dumps(m))
-    one_line_error(invoke("query", "--index", index_dir, "q?"), 3, "format version 2")
+    m = json.loads((current_folder(index_dir) / "manifest.json").read_text())
+    m["format_version"] = 3
+    (current_folder(index_dir) / "manifest.json").write_text(json.dumps(m))
+    one_line_error(invoke("query", "--index", index_dir, "q?"), 3, "format version 3")
 
 
 def test_truncated_vectors(index_dir):
-    p = index_dir / "vectors.npy"
+    p = current_folder(index_dir) / "vectors.npy"
     p.write_bytes(p.read_bytes()[:-64])
     one_line_error(invoke("query", "--index", index_dir, "q?"), 3, "truncated or edited")
 

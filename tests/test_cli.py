@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qrag_cli.cli import app
+from qrag_cli.store.generations import current_folder
 
 runner = CliRunner()
 
@@ -42,10 +43,10 @@ def test_index_text_then_query_by_argument(tmp_path, tiny_model):
     corpus.write_text(TEXT)
     summary = build(tiny_model, corpus, tmp_path / "ix")
     assert summary["chunks"] == 8 and summary["documents"] == 1 and summary["tokens"] > 30
-    manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["corpus"]["chunks"] == 8
+    manifest = json.loads((current_folder(tmp_path / "ix") / "manifest.json").read_text())
+    assert manifest["format_version"] == 2 and manifest["corpus"]["chunks"] == 8
     assert manifest["model"]["dim"] == 32 and len(manifest["model"]["checksum"]) == 64
-    assert (tmp_path / "ix" / "settings.json").is_file()
+    assert (current_folder(tmp_path / "ix") / "settings.json").is_file()
 
     [r] = query_jsonl(tmp_path / "ix", "--steps", "3", "Where is the football?")
     assert r["id"] == "1" and r["question"] == "Where is the football?"
@@ -76,7 +77,7 @@ def test_index_jsonl_gz_and_query_from_stdin(tmp_path, tiny_model):
 def test_index_stdin_and_xz_default_out(isolated_home, tiny_model):
     res = invoke("index", "-", "--model", tiny_model, input=TEXT)
     assert res.exit_code == 0, res.stderr
-    assert (isolated_home / "indexes" / "stdin" / "manifest.json").is_file()
+    assert (current_folder(isolated_home / "indexes" / "stdin") / "manifest.json").is_file()
     p = isolated_home / "story.txt.xz"
     with lzma.open(p, "wt") as f:
         f.write(TEXT)

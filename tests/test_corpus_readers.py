@@ -309,3 +309,14 @@ def test_stdin_empty_and_binary(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_stdin(monkeypatch, b"abc\x00")
     with pytest.raises(InputError, match="^stdin looks binary"):
         read_all("-")
+
+
+@pytest.mark.parametrize("lines, first, again", [
+    (['{"id": "a", "text": "x"}', '{"id": "b", "text": "y"}', '{"id": "a", "text": "z"}'], 1, 3),
+    (['{"id": 1, "text": "x"}', '{"id": "1", "text": "y"}'], 1, 2),  # not silently one document
+])
+def test_jsonl_duplicate_ids_are_refused_with_both_line_numbers(tmp_path: Path, lines, first, again) -> None:
+    p = tmp_path / "docs.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=rf"line {again}: duplicate document id .*also on line {first}"):
+        read_all(p)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from qrag_cli.cli import app
 from qrag_cli.embed.encoder import load_encoder
 from qrag_cli.embed.models import resolve_model
+from qrag_cli.store.generations import current_folder
 from tests.conftest import novel_sentences
 
 runner = CliRunner()
@@ -87,7 +88,7 @@ def test_export_manifest_and_refusals(exported_tiny, tiny_model):
 def test_index_with_onnx_query_with_pytorch_and_back(exported_tiny, tiny_model, tmp_path):
     res = invoke("index", DEMO, "--out", tmp_path / "ix", "--model", exported_tiny)
     assert res.exit_code == 0, res.stderr
-    assert json.loads((tmp_path / "ix" / "manifest.json").read_text())["model"]["engine"] == "onnx"
+    assert json.loads((current_folder(tmp_path / "ix") / "manifest.json").read_text())["model"]["engine"] == "onnx"
     outs = []
     for model in (exported_tiny, tiny_model):
         res = invoke("query", "--index", tmp_path / "ix", "--model", model, "--steps", "3", "--format", "jsonl",

@@ -21,6 +21,7 @@ from qrag_cli.settings import AnnSettings, IndexSettings
 from qrag_cli.store.lock import FolderLock
 from qrag_cli.store.reader import IndexReader
 from qrag_cli.store.writer import IndexWriter
+from qrag_cli.store.generations import current_folder
 from tests.test_subprocess import qrag_cmd, run
 
 runner = CliRunner()
@@ -42,7 +43,7 @@ def settings(corpus: Path, out: Path, model: Path, **kw) -> IndexSettings:
 
 
 def data_files(folder: Path) -> dict:
-    m = json.loads((folder / "manifest.json").read_text())
+    m = json.loads((current_folder(folder) / "manifest.json").read_text())
     return {k: v for k, v in m["files"].items() if k in ("chunks.arrow", "vectors.npy")}
 
 
@@ -164,7 +165,7 @@ def test_append_then_query_equals_a_full_rebuild(tmp_path, tiny_model):
     appended, rebuilt = IndexReader(part), IndexReader(full)
     assert [appended.chunk(i) for i in range(400)] == [rebuilt.chunk(i) for i in range(400)]
     assert answers(part) == answers(full) != before
-    m = json.loads((part / "manifest.json").read_text())
+    m = json.loads((current_folder(part) / "manifest.json").read_text())
     assert m["corpus"]["appended"] == [{"source": str(b), "chunks": 160}]
     assert m["ann"]["extended_from_rows"] == 240 and m["ann"]["count"] == 400  # the graph grew, not rebuilt
 
@@ -228,7 +229,7 @@ def test_an_edited_vector_file_is_refused_at_open(tmp_path, tiny_model):
     corpus.write_text(corpus_text(1))
     out = tmp_path / "ix"
     build_index(settings(corpus, out, tiny_model))
-    vectors = out / "vectors.npy"
+    vectors = current_folder(out) / "vectors.npy"
     data = bytearray(vectors.read_bytes())
     data[200] ^= 0x01  # same size, one bit flipped
     vectors.write_bytes(bytes(data))

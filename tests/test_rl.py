@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from qrag_cli.errors import InputError, OutputExistsError, TrainingError
+from qrag_cli.errors import IncompatibleError, InputError, OutputExistsError, TrainingError
 from qrag_cli.rl import trainer as trainer_mod
 from qrag_cli.rl.env import Episode
 from qrag_cli.rl.qnet import rotate_t, twin_q
 from qrag_cli.rl.returns import completion_reward, lambda_returns, soft_value
+from qrag_cli.rl.state_io import load_state
 from qrag_cli.search.positions import chunk_positions, exact_rotary_search, rotate
 from qrag_cli.settings import TrainSettings
 
@@ -253,13 +254,11 @@ def test_other_options_run_float_positions_alpha_on_lr_dropout(tmp_path, tiny_mo
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_model):
-    from qrag_cli.errors import IncompatibleError
-
     s = tiny_settings(tmp_path, tiny_model, steps=2, val_every=2)
     trainer_mod.train(s, samples=data())
     last = tmp_path / "run" / "checkpoints" / "last"
-    (last / "trainer.pt").write_bytes(b"garbage")
-    with pytest.raises(IncompatibleError, match="corrupt"):
+    (last / "trainer.safetensors").write_bytes(b"garbage")
+    with pytest.raises(IncompatibleError, match="trainer.safetensors has 7 bytes"):
         trainer_mod.train(replace(s, resume=True, steps=4), samples=data())
     (last / "manifest.json").write_text("{")
     with pytest.raises(IncompatibleError, match="manifest"):
@@ -306,10 +305,15 @@ def test_resuming_a_checkpoint_without_the_six_step_figure_reads_it_from_the_met
     """Checkpoints written before `best` was ranked by coverage within the episode lack that counter."""
     s = tiny_settings(tmp_path, tiny_model, steps=8, val_every=4)
     done = trainer_mod.train(s, samples=data())
-    path = tmp_path / "run" / "checkpoints" / "last" / "trainer.pt"
-    st = torch.load(path, weights_only=False)
-    del st["counters"]["best_coverage_max_steps"]  # as an older qrag wrote it
-    torch.save(st, path)
+    last = tmp_path / "run" / "checkpoints" / "last"
+    st = load_state(last, IncompatibleError)
+    del st["counters"]["best_coverage_max_steps"]  # as an older qrag wrote it: pickled, no checksums
+    torch.save(st, last / "trainer.pt")
+    (last / "trainer.json").unlink()
+    (last / "trainer.safetensors").unlink()
+    manifest = json.loads((last / "manifest.json").read_text())
+    del manifest["files"]
+    (last / "manifest.json").write_text(json.dumps(manifest))
     best = json.loads((tmp_path / "run" / "checkpoints" / "best" / "manifest.json").read_text())["updates"]
     want = next(r for r in rows(tmp_path / "run") if r["update"] == best)["val_coverage_max_steps"]
     again = trainer_mod.train(replace(s, resume=True), samples=data())

@@ -68,8 +68,9 @@ def test_missing_or_partial_index(tmp_path):
     with pytest.raises(IndexNotFoundError, match="no index at"):
         read_manifest(tmp_path / "nope")
     (tmp_path / "partial").mkdir()
-    with pytest.raises(IndexNotFoundError, match="not a finished qrag index"):
+    with pytest.raises(IndexNotFoundError, match="is not a qrag index") as info:
         read_manifest(tmp_path / "partial")
+    assert "--overwrite" not in str(info.value)  # it would replace a folder that is not an index
 
 
 def test_other_format_version_is_refused(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qrag_cli.cli import app
+from qrag_cli.store.generations import current_folder
 from tests.conftest import shared_dir
 
 FACT_1 = "Mary took the football there."
@@ -64,7 +65,7 @@ def test_the_index_backend_agrees_with_exact_search(two_hop_index):
 
 
 def test_a_backend_the_index_was_not_built_with_is_refused(two_hop_index):
-    built = json.loads((two_hop_index / "manifest.json").read_text())["ann"]["backend"]
+    built = json.loads((current_folder(two_hop_index) / "manifest.json").read_text())["ann"]["backend"]
     other = "hnswlib" if built != "hnswlib" else "usearch"
     res = CliRunner().invoke(app, ["query", "--index", str(two_hop_index), "--backend", other, QUESTION])
     assert res.exit_code == 3 and f"built with the {built} backend" in res.stderr

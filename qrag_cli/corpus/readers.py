@@ -105,6 +105,7 @@ def _jsonl_documents(src: Input, block_chars: int, on_warning: Warn) -> Iterator
     """One document per non-blank JSONL line of `src`."""
     src.check_binary()
     bad = 0
+    seen: dict[str, int] = {}  # id -> line: a repeated id would merge two documents' chunks
     for lineno, line in enumerate(_lines(src, block_chars)):
         if lineno == 0 and line.startswith(BOM):
             line = line[len(BOM) :]
@@ -129,6 +130,10 @@ def _jsonl_documents(src: Input, block_chars: int, on_warning: Warn) -> Iterator
             doc_id = json.dumps(doc_id)
         elif not isinstance(doc_id, str):
             raise InputError(f'{where}: "id" must be a string or a number')
+        if doc_id in seen:
+            raise InputError(f"{where}: duplicate document id {doc_id} (also on line {seen[doc_id]}; the number 1 "
+                             'and the string "1" are the same id): give every document its own id')
+        seen[doc_id] = lineno + 1
         yield Document(doc_id, _slices(normalise_newlines(text), block_chars))
     if bad:
         on_warning(f"{src.display}: {bad} bytes were not valid UTF-8 and were replaced with U+FFFD")

@@ -39,6 +39,7 @@ def export_policy(folder: Path, out: Path, *, overwrite: bool = False, int8: boo
         for side in ("state", "action"):
             export_onnx(resolve_model(folder / side), tmp / side, int8=int8, calibration=calibration)
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest.pop("files", None)  # the checkpoint's files and checksums, not the export's
         write_json_atomic(tmp / "manifest.json", {**manifest, "engine": "onnx", "exported_from": str(folder)})
 
     return build_folder(out, fill)

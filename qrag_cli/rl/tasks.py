@@ -12,12 +12,12 @@ task's samples uniformly. Validation reports every task on its own (`rl/selectio
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import IncompatibleError, InputError
 from ..settings import TrainSettings
+from ..versioned import read_json_object
 
 BABILONG_TASKS = tuple(f"babilong:qa{i}" for i in range(1, 6))
 RULER_TASKS = ("ruler:niah_multivalue", "ruler:vt")
@@ -207,7 +207,7 @@ def resumed_settings(settings: TrainSettings) -> TrainSettings:
     `qrag train --out RUN --resume --steps N` continues the run as it was; an option given with
     another value than the run's is refused (unless it is one of RESUMABLE_CHANGES)."""
     path = Path(settings.out) / "settings.json"
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = read_json_object(path, IncompatibleError, "the run folder is damaged")
     defaults = asdict(TrainSettings())
     merged, diff = {}, []
     for k, v in asdict(settings).items():

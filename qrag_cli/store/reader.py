@@ -17,9 +17,8 @@ import pyarrow as pa
 
 from ..errors import CorruptIndexError
 from .checksums import verify_file
-from .manifest import read_manifest
-
-REBUILD = "rebuild it with `qrag index ... --overwrite`"
+from .generations import OpenGeneration
+from .manifest import REBUILD, read_manifest
 
 
 @dataclass(frozen=True)
@@ -32,10 +31,27 @@ class ChunkRecord:
 
 
 class IndexReader:
-    """A finished index, opened read-only."""
+    """A finished index, opened read-only.
+
+    `root` is the index folder given; `folder` the folder of the generation opened (resolved once, and
+    held by a shared lock until `close()` so that no writer removes it meanwhile); for an index of
+    format version 1 both are the same."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
+        self.root = Path(folder)
+        self._gen = OpenGeneration(self.root)
+        self.folder = self._gen.folder
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the generation (its files stay readable while mapped)."""
+        self._gen.close()
+
+    def _open(self) -> None:
         self.manifest: dict[str, Any] = read_manifest(self.folder)
         for name, info in self.manifest["files"].items():  # sizes and checksums (XXH3: ~19 GB/s)
             verify_file(self.folder / name, info, REBUILD)
