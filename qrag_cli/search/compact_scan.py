@@ -5,51 +5,104 @@ Per (segment, bucket) range with rotated state q (float32), after `compact.quant
     <q, x_i> = t <q̂, x̂_i> + err_i,   |err_i| <= sum_j |q_j| residual_j + min(sum_j |eq_j| max_abs_j, max|eq| l1_max)
 
 where q' = q * scale (per dimension), t = max|q'| / 127, q̂ = round(q' / t) (int8) and eq = q' - t q̂.
-The bound is the same for every row of the range, so an int8 kernel's ranking by the integer
-<q̂, x̂_i> is the ranking by approximate score. Each range yields its `count` best rows by that
-integer; every row it did not yield has <q, x_i> <= t * D_min + bound (D_min: the smallest integer
-among the rows yielded). All yielded rows are re-scored in float32 from the float16 vectors, as the
-float16 scan does (`positions._rescore`), and the k-th best score is found. A range whose
-`t * D_min + bound + float32 rounding` is not strictly below that k-th score is re-scored in full
-(all its rows in float32): so no row left out can reach the k-th score, nor tie it (ties go to the
-lower id, and every row that might tie was scored by the same routine). Results are those of
-`positions._range_scan`: the same ids, the same float32 scores.
+The bound is the same for every row of the range, so the ranking by the integer D_i = <q̂, x̂_i> is
+the ranking by approximate score, and <q, x_i> <= t D_i + bound. Each range yields its `count` best
+rows by D (k + its retrieved chunks + `COMPACT_SLACK`); every other row of the range scores at most
+t * D_min + bound (D_min: the smallest D yielded). The yielded rows are re-scored in float32 from the
+float16 vectors, as the float16 scan does (`positions._rescore`), and the k-th best score is found.
+Where `t * D_min + bound + float32 rounding` is not strictly below that k-th score, every row of the
+range whose own `t * D_i + bound + rounding` is not below it is re-scored too (all the range's rows
+when the kernel gave only the best ones). So no row left out can reach the k-th score, nor tie it
+(ties go to the lower id, and every row that might tie was scored by the same routine): the results
+are those of `positions._range_scan`, the same ids and the same float32 scores.
 
-Kernels (`I8_KERNELS`): usearch's exact search on int8 (`"usearch"`, SIMD integer dot products) and
-NumPy (`"numpy"`: int8 rows converted to float32 and one BLAS product; integer sums below 2^24 are exact).
+Kernels (`I8_KERNELS`, one small interface, each tested against the exact int64 product):
+onnxruntime's MatMulInteger (`"onnxruntime"`, the default: MLAS int8 kernels, every row's D), NumPy
+(`"numpy"`: einsum into int32, every row's D, slow) and usearch's exact int8 search (`"usearch"`: the
+best rows only; its per-row overhead makes it barely faster than its float16 search).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from .base import resolve_threads
 from .compact import CompactVectors
 
 #: Best rows kept per range beyond k and the range's retrieved chunks.
-COMPACT_SLACK = 32
+COMPACT_SLACK = 8
 #: Ranges up to this many rows are re-scored in full straight away (no int8 pass).
 SMALL_RANGE = 256
+#: The int8 kernel `exact_rotary_search` uses by default (measured: docs/benchmarks.md).
+DEFAULT_KERNEL = "onnxruntime"
 
 
-def _usearch_top(rows: np.ndarray, q: np.ndarray, count: int, threads: int) -> np.ndarray:
+def default_kernel() -> str | None:
+    """`DEFAULT_KERNEL` when onnxruntime can be used in this process, else None (scan the float16 vectors).
+
+    Importing onnxruntime after usearch's compiled module crashes the process (segmentation fault;
+    usearch 2.26, onnxruntime 1.32); the other order is fine. A query session loads its ONNX encoder
+    (onnxruntime) before its usearch backend, so this only matters where usearch came first."""
+    import sys
+
+    if "onnxruntime" not in sys.modules and "usearch.compiled" in sys.modules:
+        return None
+    import onnxruntime  # noqa: F401  (now, before anything imports usearch)
+
+    return DEFAULT_KERNEL
+
+
+def _usearch_top(rows: np.ndarray, q: np.ndarray, count: int, threads: int) -> tuple[np.ndarray, None]:
+    """usearch's exact int8 search: the `count` best rows only (the scores of the rest stay unknown)."""
     from usearch.index import MetricKind
     from usearch.index import search as exact_search
 
     found = exact_search(np.ascontiguousarray(rows), np.ascontiguousarray(q), count, MetricKind.IP, exact=True,
                          threads=threads)
-    return np.asarray(found.keys, dtype=np.int64).reshape(-1)
+    return np.asarray(found.keys, dtype=np.int64).reshape(-1), None
 
 
-def _numpy_top(rows: np.ndarray, q: np.ndarray, count: int, threads: int) -> np.ndarray:
-    dots = np.asarray(rows, dtype=np.float32) @ q.astype(np.float32)
-    return np.argpartition(-dots, count - 1)[:count].astype(np.int64)
+def _numpy_dots(rows: np.ndarray, q: np.ndarray, count: int, threads: int) -> tuple[None, np.ndarray]:
+    return None, np.einsum("nd,d->n", rows, q, dtype=np.int32)
 
 
-#: int8 top-`count` kernels: (rows int8 (m, d), q int8 (d,), count, threads) -> local ids (count,)
-I8_KERNELS: dict[str, Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]] = {
-    "usearch": _usearch_top, "numpy": _numpy_top,
+_SESSIONS: dict[int, Any] = {}
+
+
+def _onnx_dots(rows: np.ndarray, q: np.ndarray, count: int, threads: int) -> tuple[None, np.ndarray]:
+    """onnxruntime's MatMulInteger (int8 x int8 -> int32, MLAS kernels): every row's exact dot product."""
+    session = _SESSIONS.get(threads)
+    if session is None:
+        session = _SESSIONS[threads] = _matmul_integer(threads)
+    return None, session.run(None, {"a": np.ascontiguousarray(rows), "b": q.reshape(-1, 1)})[0].reshape(-1)
+
+
+def _matmul_integer(threads: int) -> Any:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "i8dot",
+        [helper.make_tensor_value_info("a", TensorProto.INT8, ["m", "d"]),
+         helper.make_tensor_value_info("b", TensorProto.INT8, ["d", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, ["m", 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = resolve_threads(threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+#: int8 kernels: (rows int8 (m, d), q int8 (d,), count, threads) -> (local ids of the `count` best rows,
+#: None) or (None, every row's exact integer dot product)
+I8_KERNELS: dict[str, Callable[[np.ndarray, np.ndarray, int, int], tuple[np.ndarray | None, np.ndarray | None]]] = {
+    "onnxruntime": _onnx_dots, "numpy": _numpy_dots, "usearch": _usearch_top,
 }
 
 
@@ -74,7 +127,7 @@ def rounding(queries: np.ndarray, compact: CompactVectors) -> np.ndarray:
 
 def compact_range_scan(
     vectors: np.ndarray, compact: CompactVectors, ranges: list[tuple[int, int, float]], queries: np.ndarray,
-    done_sorted: np.ndarray, k: int, threads: int, *, kernel: str = "usearch", stats: dict | None = None,
+    done_sorted: np.ndarray, k: int, threads: int, *, kernel: str = DEFAULT_KERNEL, stats: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k (ids, float32 scores; best first, lower id first on ties) over the ranges, each
     scored with its rotated state `queries[r]` (float32), rows in `done_sorted` excluded."""
@@ -82,21 +135,27 @@ def compact_range_scan(
 
     top = I8_KERNELS[kernel]
     qhat, t, bound = quantize_queries(compact, queries)
-    limit = bound + rounding(queries, compact)  # added to t * D_min: the best any left-out row can score
+    limit = bound + rounding(queries, compact)  # added to t * D: the best score a row can have
     ids: list[np.ndarray] = []
     owner: list[np.ndarray] = []
     ceiling: dict[int, float] = {}  # range -> best score a row it did not yield could have
+    dots: dict[int, np.ndarray] = {}  # range -> every row's integer score, when the kernel gives them
     for r, (a, b, _) in enumerate(ranges):
         inside = int(np.searchsorted(done_sorted, b) - np.searchsorted(done_sorted, a))
         count = k + inside + COMPACT_SLACK
         if b - a <= max(count, SMALL_RANGE):
             got = np.arange(a, b, dtype=np.int64)
         else:
-            local = top(compact.data[a:b], qhat[r], count, threads)
-            rows = np.asarray(compact.data[a + np.sort(local)], dtype=np.int32)
-            d_min = int((rows @ qhat[r].astype(np.int32)).min())
+            local, every = top(compact.data[a:b], qhat[r], count, threads)
+            if every is None:
+                rows = np.asarray(compact.data[a + np.sort(local)], dtype=np.int32)
+                d_min = int((rows @ qhat[r].astype(np.int32)).min())
+            else:
+                local = np.argpartition(-every, count - 1)[:count]
+                d_min = int(every[local].min())
+                dots[r] = every
             ceiling[r] = t[r] * d_min + limit[r]
-            got = a + local
+            got = a + local.astype(np.int64)
         ids.append(got)
         owner.append(np.full(len(got), r, dtype=np.int64))
     cand, where = np.concatenate(ids), np.concatenate(owner)
@@ -105,10 +164,17 @@ def compact_range_scan(
     scores, _ = _rescore(vectors, cand, queries[where])
     kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
     more = [r for r, c in ceiling.items() if not c < kth]
-    if more:  # the bound does not exclude the rest of these ranges: score them in full
-        full = [np.arange(ranges[r][0], ranges[r][1], dtype=np.int64) for r in more]
-        extra = np.concatenate(full)
-        extra_where = np.repeat(np.array(more, dtype=np.int64), [len(f) for f in full])
+    if more:  # the bound does not exclude the rest of these ranges: re-score every row it does not exclude
+        extra_ids, extra_owner = [], []
+        for r in more:
+            a, b, _ = ranges[r]
+            if r in dots:  # rows whose own bound reaches the k-th score
+                rows = a + np.flatnonzero(t[r] * dots[r].astype(np.float64) + limit[r] >= kth)
+            else:
+                rows = np.arange(a, b, dtype=np.int64)
+            extra_ids.append(rows)
+            extra_owner.append(np.full(len(rows), r, dtype=np.int64))
+        extra, extra_where = np.concatenate(extra_ids), np.concatenate(extra_owner)
         fresh = ~np.isin(extra, done_sorted) & ~np.isin(extra, cand)
         extra, extra_where = extra[fresh], extra_where[fresh]
         extra_scores, _ = _rescore(vectors, extra, queries[extra_where])

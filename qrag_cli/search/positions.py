@@ -80,7 +80,7 @@ def rotate(x: np.ndarray, p: float | np.ndarray) -> np.ndarray:
 
 def exact_rotary_search(
     vectors: np.ndarray, state: np.ndarray, retrieved: Sequence[int], k: int, *, integer: bool = True,
-    threads: int = 0, compact: CompactVectors | None = None, kernel: str = "usearch", stats: dict | None = None,
+    threads: int = 0, compact: CompactVectors | None = None, kernel: str | None = None, stats: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of <s, R(p_i) a_i> over all unretrieved chunks i; ids and scores, best first (lower id wins ties).
 
@@ -98,12 +98,14 @@ def exact_rotary_search(
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     s = np.asarray(state, dtype=np.float32)
     if integer and compact is not None:
-        from .compact_scan import compact_range_scan
+        from .compact_scan import compact_range_scan, default_kernel
 
-        ranges = position_ranges(n, done)
-        queries = rotate(np.broadcast_to(s, (len(ranges), s.shape[0])), -np.array([p for _, _, p in ranges]))
-        return compact_range_scan(vectors, compact, ranges, queries, np.array(sorted(done), dtype=np.int64), k,
-                                  threads, kernel=kernel, stats=stats)
+        kernel = kernel or default_kernel()
+        if kernel is not None:
+            ranges = position_ranges(n, done)
+            queries = rotate(np.broadcast_to(s, (len(ranges), s.shape[0])), -np.array([p for _, _, p in ranges]))
+            return compact_range_scan(vectors, compact, ranges, queries, np.array(sorted(done), dtype=np.int64), k,
+                                      threads, kernel=kernel, stats=stats)
     if integer:
         return _range_scan(vectors, s, done, k, threads)
     scores = np.empty(n, dtype=np.float32)
