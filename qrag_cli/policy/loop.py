@@ -8,7 +8,9 @@ are stepped together: one batched state encoding and one batched search per step
 Models trained with relative rotary positions (pooling.positions "int" or "float") are scored range
 by range (`search.positions`): exactly over the memory-mapped vectors (`positional="exact"`), or
 with the backend's ANN index giving candidates per range and exact re-scoring (`"approx"`); `"auto"`
-takes the approximate mode from `AUTO_APPROX_ROWS` chunks on when the backend is an ANN index.
+takes the approximate mode from `AUTO_APPROX_ROWS` chunks on when the backend is an ANN index. The
+exact mode with integer positions reads the index's int8 copy of the vectors first (`compact_copy`:
+made on first need for an index written without one) and re-scores only what its error bound keeps.
 Models without positions are plain maximum-inner-product search on the backend.
 """
 
@@ -94,6 +96,9 @@ class MultiStepRetriever:
         self.index = index
         self.backend = backend
         self.piece_tokens = piece_tokens
+        self.compact = None  # the int8 copy of the vectors for the exact scan (an on-disk index's)
+        if self.positional == "exact" and self.positions == "int" and hasattr(index, "compact_copy"):
+            self.compact = index.compact_copy()
 
     def state_text(self, t: Trajectory) -> list[str]:
         """The state pieces: the question, then the retrieved chunks sorted by corpus position."""
@@ -125,6 +130,7 @@ class MultiStepRetriever:
     def _positional(self, state: np.ndarray, retrieved: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
         integer = self.positions == "int"
         if self.positional == "exact":
-            return exact_rotary_search(self.index.vectors, state, retrieved, k, integer=integer, threads=self.threads)
+            return exact_rotary_search(self.index.vectors, state, retrieved, k, integer=integer, threads=self.threads,
+                                       compact=self.compact)
         return approx_rotary_search(self.index.vectors, state, retrieved, k, self.backend.candidates,
                                     integer=integer, fetch=self.candidates)
