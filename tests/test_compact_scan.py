@@ -149,3 +149,16 @@ def test_compact_scan_on_real_sentence_vectors(kernel, sentence_vectors):
         for _step in range(3):
             check(vectors, compact, state, retrieved, 2, kernel)
             retrieved.append(int(exact_rotary_search(vectors, state, retrieved, 1)[0][0]))
+
+
+def test_the_stored_onnx_model_is_matmul_integer_as_onnx_helper_builds_it():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "i8dot",
+        [helper.make_tensor_value_info("a", TensorProto.INT8, ["m", "d"]),
+         helper.make_tensor_value_info("b", TensorProto.INT8, ["d", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, ["m", 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="qrag")
+    model.ir_version = 8
+    assert model.SerializeToString() == compact_scan.MATMUL_INTEGER_ONNX

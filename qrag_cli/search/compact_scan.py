@@ -80,23 +80,26 @@ def _onnx_dots(rows: np.ndarray, q: np.ndarray, count: int, threads: int) -> tup
     return None, session.run(None, {"a": np.ascontiguousarray(rows), "b": q.reshape(-1, 1)})[0].reshape(-1)
 
 
+#: The ONNX model y = MatMulInteger(a: int8 (m, d), b: int8 (d, 1)) -> int32 (m, 1), opset 13, serialised
+#: (made with onnx.helper; kept as bytes so that a query does not import onnx; tests/test_compact_scan.py
+#: rebuilds it and compares).
+MATMUL_INTEGER_ONNX = (
+    b'\x08\x08\x12\x04qrag:d\n\x18\n\x01a\n\x01b\x12\x01y"\rMatM'
+    b'ulInteger\x12\x05i8dotZ\x15\n\x01a\x12\x10\n\x0e\x08\x03\x12'
+    b'\n\n\x03\x12\x01m\n\x03\x12\x01dZ\x14\n\x01b\x12\x0f\n\r\x08'
+    b'\x03\x12\t\n\x03\x12\x01d\n\x02\x08\x01b\x14\n\x01y\x12\x0f\n\r\x08\x06\x12\t\n\x03\x12\x01m\n\x02\x08\x01B\x04\n\x00\x10\r'
+)
+
+
 def _matmul_integer(threads: int) -> Any:
     import onnxruntime as ort
-    from onnx import TensorProto, helper
 
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "i8dot",
-        [helper.make_tensor_value_info("a", TensorProto.INT8, ["m", "d"]),
-         helper.make_tensor_value_info("b", TensorProto.INT8, ["d", 1])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, ["m", 1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
     options = ort.SessionOptions()
     options.intra_op_num_threads = resolve_threads(threads)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(MATMUL_INTEGER_ONNX, options, providers=["CPUExecutionProvider"])
 
 
 #: int8 kernels: (rows int8 (m, d), q int8 (d,), count, threads) -> (local ids of the `count` best rows,
