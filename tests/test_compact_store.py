@@ -135,3 +135,16 @@ def test_an_index_that_cannot_be_written_answers_with_the_float16_scan(tmp_path,
     assert session.retriever.compact is None
     assert got == with_copy
     assert "compact" not in json.loads((folder / "manifest.json").read_text())
+
+
+def test_auto_is_the_exact_mode_even_on_a_large_index_with_an_ann_backend():
+    """The approximate mode is opt-in: 'auto' on 2M chunks with an HNSW backend scans exactly."""
+    from types import SimpleNamespace
+
+    from qrag_cli.policy.loop import MultiStepRetriever
+
+    encoder = SimpleNamespace(spec=SimpleNamespace(name="m", pooling=SimpleNamespace(positions="int")))
+    big = type("Big", (), {"__len__": lambda self: 2_000_000, "vectors": np.zeros((1, 4), np.float16)})()
+    retriever = MultiStepRetriever(encoder, big, SimpleNamespace(name="usearch"), positional="auto")
+    assert retriever.positional == "exact"
+    assert MultiStepRetriever(encoder, big, SimpleNamespace(name="usearch"), positional="approx").positional == "approx"

@@ -7,9 +7,8 @@ are stepped together: one batched state encoding and one batched search per step
 
 Models trained with relative rotary positions (pooling.positions "int" or "float") are scored range
 by range (`search.positions`): exactly over the memory-mapped vectors (`positional="exact"`), or
-with the backend's ANN index giving candidates per range and exact re-scoring (`"approx"`); `"auto"`
-takes the approximate mode from `AUTO_APPROX_ROWS` chunks on when the backend is an ANN index. The
-exact mode with integer positions reads the index's int8 copy of the vectors first (`compact_copy`:
+with the backend's ANN index giving candidates per range and exact re-scoring (`"approx"`, opt-in:
+it picks another chunk on up to 4% of steps at 10M tokens); `"auto"` is the exact mode. The exact mode with integer positions reads the index's int8 copy of the vectors first (`compact_copy`:
 made on first need for an index written without one) and re-scores only what its error bound keeps.
 Models without positions are plain maximum-inner-product search on the backend.
 """
@@ -68,10 +67,6 @@ class Trajectory:
 
 
 POSITIONAL_MODES = ("auto", "exact", "approx")
-#: From this many chunks on, "auto" searches positional models approximately (on an ANN backend).
-#: The exact scan grows with the corpus (~35 ms per step at 417k chunks, float16 kernel), the ANN
-#: mode hardly (~35-40 ms at 417k, docs/benchmarks.md): approx only where it should be clearly faster.
-AUTO_APPROX_ROWS = 1_000_000
 
 
 class MultiStepRetriever:
@@ -86,9 +81,8 @@ class MultiStepRetriever:
             raise InputError(f"unknown positional search {positional!r}: use one of {', '.join(POSITIONAL_MODES)}")
         if candidates < 1:
             raise InputError("--candidates must be at least 1")
-        if positional == "auto":
-            ann = getattr(backend, "name", "exact") != "exact"
-            positional = "approx" if ann and len(index) >= AUTO_APPROX_ROWS else "exact"
+        if positional == "auto":  # exact: approx misses the best chunk on some steps (docs/benchmarks.md)
+            positional = "exact"
         self.positional = positional
         self.candidates = candidates
         self.threads = threads  # of the exact mode's scan (0: all cores)
