@@ -12,12 +12,19 @@ memory (`compact.quantize`, timed). Every int8 kernel in `--kernels` is timed; `
 first. Times are medians per step in ms, wall clock (`*_ms`) and CPU time of the process
 (`*_cpu_ms`: all its threads; on a shared machine the steadier of the two); `agreement` is the fraction of steps whose top-k ids are
 identical, `scores_equal` the fraction whose float32 scores are too. The last line is one JSON object.
+
+`--cold N`: N rounds of the first query after open, each path on files evicted from the page cache
+(`posix_fadvise(DONTNEED)` on this benchmark's own files: vectors.npy, written to `--work` for random
+vectors, and the compact copy written there by `compact.write_compact`): fresh memory maps, a fresh
+onnxruntime session, one search. Also the XXH3 checksum of each file from cold, which an index open
+pays for every file (`cold_*` fields, medians).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -35,6 +42,55 @@ def random_vectors(rows: int, dim: int, seed: int) -> np.ndarray:
     return out
 
 
+def evict(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cold_rounds(args: argparse.Namespace, vectors: np.ndarray) -> dict[str, float]:
+    from qrag_cli.search import compact_scan
+    from qrag_cli.search.compact import open_compact, write_compact
+    from qrag_cli.search.positions import exact_rotary_search
+    from qrag_cli.store.checksums import file_digest
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    path = args.vectors
+    if path is None:
+        path = args.work / "vectors.npy"
+        np.save(path, vectors)
+    entry = write_compact(args.work, vectors)
+    data = args.work / entry["data"]
+    state = np.random.default_rng(args.seed + 2).standard_normal(vectors.shape[1]).astype(np.float32)
+    got: dict[str, list[float]] = {"cold_old_ms": [], "cold_new_ms": [], "cold_checksum_vectors_ms": [],
+                                   "cold_checksum_compact_ms": []}
+    for _ in range(args.cold):
+        for name, f in (("cold_checksum_vectors_ms", path), ("cold_checksum_compact_ms", data)):
+            evict(f)
+            t = time.perf_counter()
+            file_digest(f)
+            got[name].append(time.perf_counter() - t)
+        evict(path)
+        t = time.perf_counter()
+        v = np.load(path, mmap_mode="r")
+        exact_rotary_search(v, state, [], args.k, threads=args.threads)
+        got["cold_old_ms"].append(time.perf_counter() - t)
+        del v
+        evict(path)
+        evict(data)
+        compact_scan._SESSIONS.clear()
+        t = time.perf_counter()
+        v = np.load(path, mmap_mode="r")
+        c = open_compact(args.work, entry, v.shape, "")
+        exact_rotary_search(v, state, [], args.k, threads=args.threads, compact=c)
+        got["cold_new_ms"].append(time.perf_counter() - t)
+        del v, c
+    return {k: round(1000 * statistics.median(v), 1) for k, v in got.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=40_000)
@@ -48,6 +104,8 @@ def main() -> None:
                     help="int8 kernels to time (compact_scan.I8_KERNELS: onnxruntime, usearch, numpy)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cold", type=int, default=0, help="rounds of the first query after open from evicted files")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/qrag-positional-scan"), help="files of --cold")
     args = ap.parse_args()
 
     import onnxruntime  # noqa: F401  (before usearch: see compact_scan.default_kernel)
@@ -101,7 +159,8 @@ def main() -> None:
         print(f"{k}: {ms[k]:.1f} ms/step (old {ms['old']:.1f}), same ids {same[k]}/{steps}, "
               f"fallback ranges {stats[k].get('fallback', 0)}/{stats[k].get('scanned', 0)}, "
               f"rows re-scored per step {stats[k].get('rescored', 0) / steps:.1f}", file=sys.stderr)
-    print(json.dumps({
+    cold = cold_rounds(args, vectors) if args.cold else {}
+    print(json.dumps({**cold,
         "rows": n, "dim": dim, "source": str(args.vectors) if args.vectors else "random", "states": args.states,
         "steps": steps, "k": args.k, "threads": args.threads, "state_kind": args.state_kind,
         "old_ms": round(ms["old"], 2), "new_ms": round(ms[first], 2), "speedup": round(ms["old"] / ms[first], 2),
