@@ -123,7 +123,7 @@ def test_int8_kernels_rank_by_the_exact_integer_dot_product():
     """usearch's int8 kernel at the extremes (+-127 everywhere: sums up to 127 * 127 * d) against an
     exact int64 product; a kernel that saturated or rounded would reorder these rows."""
     rng = np.random.default_rng(9)
-    rows = rng.integers(-127, 128, (3000, 384)).astype(np.int8)
+    rows = rng.integers(-127, 128, (2 * compact_scan.ONNX_BLOCK_ROWS + 5, 384)).astype(np.int8)  # 3 blocks
     rows[:20] = 127
     rows[20:40, :200] = 127
     for q in (np.full(384, 127, np.int8), rng.integers(-127, 128, 384).astype(np.int8)):
