@@ -10,8 +10,8 @@ normal rows scaled to unit norm, stored float16 (`--rows`, `--dim`); states are 
 (`--state-kind random`) or a random row plus as much noise (`row`). The compact copy is made in
 memory (`compact.quantize`, timed). Every int8 kernel in `--kernels` is timed; `new_ms` is the
 first. Times are medians per step in ms, wall clock (`*_ms`) and CPU time of the process
-(`*_cpu_ms`: all its threads; on a shared machine the steadier of the two); `agreement` is the fraction of steps whose top-k ids are
-identical, `scores_equal` the fraction whose float32 scores are too. The last line is one JSON object.
+(`*_cpu_ms`: all its threads); `agreement` is the fraction of steps whose top-k ids are identical,
+`scores_equal` the fraction whose float32 scores are too. The last line is one JSON object.
 
 `--cold N`: N rounds of the first query after open, each path on files evicted from the page cache
 (`posix_fadvise(DONTNEED)` on this benchmark's own files: vectors.npy, written to `--work` for random

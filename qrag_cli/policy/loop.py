@@ -8,8 +8,9 @@ are stepped together: one batched state encoding and one batched search per step
 Models trained with relative rotary positions (pooling.positions "int" or "float") are scored range
 by range (`search.positions`): exactly over the memory-mapped vectors (`positional="exact"`), or
 with the backend's ANN index giving candidates per range and exact re-scoring (`"approx"`, opt-in:
-it picks another chunk on up to 4% of steps at 10M tokens); `"auto"` is the exact mode. The exact mode with integer positions reads the index's int8 copy of the vectors first (`compact_copy`:
-made on first need for an index written without one) and re-scores only what its error bound keeps.
+it picks another chunk on up to 4% of steps at 10M tokens); `"auto"` is the exact mode. The exact
+mode with integer positions reads the index's int8 copy of the vectors first (`compact_copy`: made on
+first need for an index written without one) and re-scores only what its error bound keeps.
 Models without positions are plain maximum-inner-product search on the backend.
 """
 

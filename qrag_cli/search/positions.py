@@ -89,7 +89,8 @@ def exact_rotary_search(
     re-scored in float32, so scores and ties are those of a float32 reference. With the index's
     int8 `compact` copy, the ranges are scanned in int8 first and only the rows the error bound
     cannot exclude are re-scored (`compact_scan`, `kernel`: its int8 kernel): the same results,
-    half the bytes read (`stats`: counts of its ranges, added to). Float positions: every chunk has its own p, so blocks of chunks are rotated.
+    half the bytes read (`stats`: counts of its ranges, added to). Float positions: every chunk has its
+    own p, so blocks of chunks are rotated.
     """
     n = vectors.shape[0]
     done = set(int(j) for j in retrieved)
