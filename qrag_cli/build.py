@@ -39,6 +39,7 @@ from .corpus.readers import Corpus, open_corpus
 from .embed.encoder import Encoder, load_encoder
 from .embed.models import resolve_roles
 from .errors import InputError, OutputExistsError, StorageError
+from .search.compact import write_compact
 from .search.registry import build_ann, check_name
 from .settings import IndexSettings, to_dict
 from .store.checksums import file_digest
@@ -373,7 +374,9 @@ class _Build:
             bc = base.manifest["corpus"]
             corpus.update(name=bc["name"], source=bc["source"],
                           appended=[*bc.get("appended", []), {"source": str(s.corpus), "chunks": new_rows}])
-        files = {f: file_digest(work / f) for f in (CHUNKS, VECTORS, *ann_info.get("files", []))}
+        compact = write_compact(work, np.load(work / VECTORS, mmap_mode="r"))  # int8 copy: the exact positional scan
+        files = {f: file_digest(work / f)
+                 for f in (CHUNKS, VECTORS, compact["data"], compact["meta"], *ann_info.get("files", []))}
         manifest = new_manifest(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             seed=s.seed,
@@ -383,6 +386,7 @@ class _Build:
             ann={**to_dict(s.ann), **ann_info},
             store={"chunks": CHUNKS, "vectors": VECTORS, "vector_dtype": "float16"},
             files=files,
+            compact=compact,
             build={"seconds": round(t_ann - t0, 3), "embed_engine": self.enc.engine, "shards": len(shards),
                    "shard_chunks": s.shard_chunks, "shards_resumed": self.state.shards_resumed},
         )

@@ -89,8 +89,8 @@ class QuerySettings:
     backend: str = _f("", "Search backend override: 'exact', 'hnswlib' or 'usearch' (default: manifest).")
     ef: int = _f(0, "HNSW ef override (0: the value in the manifest).")
     positional: str = _f(
-        "auto", "Search for models with rotary positions: 'exact' (range by range over all vectors), 'approx' "
-        "(ANN candidates per range, re-scored exactly) or 'auto' (approx from 1M chunks on an ANN backend)."
+        "auto", "Search for models with rotary positions: 'exact' (range by range over all vectors, int8 copy "
+        "first), 'approx' (ANN candidates per range, re-scored exactly; may miss the best chunk) or 'auto' (exact)."
     )
     candidates: int = _f(64, "Approximate positional search: ANN candidates fetched per position range.")
     threads: int = _f(0, "CPU threads (0: all cores).")

@@ -7,8 +7,10 @@ are stepped together: one batched state encoding and one batched search per step
 
 Models trained with relative rotary positions (pooling.positions "int" or "float") are scored range
 by range (`search.positions`): exactly over the memory-mapped vectors (`positional="exact"`), or
-with the backend's ANN index giving candidates per range and exact re-scoring (`"approx"`); `"auto"`
-takes the approximate mode from `AUTO_APPROX_ROWS` chunks on when the backend is an ANN index.
+with the backend's ANN index giving candidates per range and exact re-scoring (`"approx"`, opt-in:
+it picks another chunk on up to 4% of steps at 10M tokens); `"auto"` is the exact mode. The exact
+mode with integer positions reads the index's int8 copy of the vectors first (`compact_copy`: made on
+first need for an index written without one) and re-scores only what its error bound keeps.
 Models without positions are plain maximum-inner-product search on the backend.
 """
 
@@ -66,10 +68,6 @@ class Trajectory:
 
 
 POSITIONAL_MODES = ("auto", "exact", "approx")
-#: From this many chunks on, "auto" searches positional models approximately (on an ANN backend).
-#: The exact scan grows with the corpus (~35 ms per step at 417k chunks, float16 kernel), the ANN
-#: mode hardly (~35-40 ms at 417k, docs/benchmarks.md): approx only where it should be clearly faster.
-AUTO_APPROX_ROWS = 1_000_000
 
 
 class MultiStepRetriever:
@@ -84,9 +82,8 @@ class MultiStepRetriever:
             raise InputError(f"unknown positional search {positional!r}: use one of {', '.join(POSITIONAL_MODES)}")
         if candidates < 1:
             raise InputError("--candidates must be at least 1")
-        if positional == "auto":
-            ann = getattr(backend, "name", "exact") != "exact"
-            positional = "approx" if ann and len(index) >= AUTO_APPROX_ROWS else "exact"
+        if positional == "auto":  # exact: approx misses the best chunk on some steps (docs/benchmarks.md)
+            positional = "exact"
         self.positional = positional
         self.candidates = candidates
         self.threads = threads  # of the exact mode's scan (0: all cores)
@@ -94,6 +91,9 @@ class MultiStepRetriever:
         self.index = index
         self.backend = backend
         self.piece_tokens = piece_tokens
+        self.compact = None  # the int8 copy of the vectors for the exact scan (an on-disk index's)
+        if self.positional == "exact" and self.positions == "int" and hasattr(index, "compact_copy"):
+            self.compact = index.compact_copy()
 
     def state_text(self, t: Trajectory) -> list[str]:
         """The state pieces: the question, then the retrieved chunks sorted by corpus position."""
@@ -125,6 +125,7 @@ class MultiStepRetriever:
     def _positional(self, state: np.ndarray, retrieved: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
         integer = self.positions == "int"
         if self.positional == "exact":
-            return exact_rotary_search(self.index.vectors, state, retrieved, k, integer=integer, threads=self.threads)
+            return exact_rotary_search(self.index.vectors, state, retrieved, k, integer=integer, threads=self.threads,
+                                       compact=self.compact)
         return approx_rotary_search(self.index.vectors, state, retrieved, k, self.backend.candidates,
                                     integer=integer, fetch=self.candidates)

@@ -74,10 +74,27 @@ class IndexReader:
             raise CorruptIndexError(f"{chunks_path} is unreadable: {exc}; {REBUILD}") from exc
         if table.num_rows != n:
             raise CorruptIndexError(f"{chunks_path} has {table.num_rows} chunks, expected {n}; {REBUILD}")
+        self.compact = None  # the int8 copy of the vectors (search.compact), when the index has one
+        if "compact" in self.manifest:
+            from ..search.compact import open_compact
+
+            self.compact = open_compact(self.folder, self.manifest["compact"], self.vectors.shape, REBUILD)
         self._batches = table.to_batches()
         self._offsets = [0]
         for b in self._batches:
             self._offsets.append(self._offsets[-1] + b.num_rows)
+
+    def compact_copy(self) -> Any:
+        """The int8 copy of the vectors for the exact positional scan; an index written without one gets
+        it now (files and manifest entry, under the write lock). None when the folder cannot be written."""
+        if self.compact is None:
+            from ..search.compact import ensure_compact, open_compact
+
+            manifest = ensure_compact(self.folder, self.vectors, self.manifest)
+            if manifest is not None:
+                self.manifest = manifest
+                self.compact = open_compact(self.folder, manifest["compact"], self.vectors.shape, REBUILD)
+        return self.compact
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
