@@ -12,6 +12,7 @@ task's samples uniformly. Validation reports every task on its own (`rl/selectio
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
