@@ -74,8 +74,11 @@ def candidates(split: str, threads: int = 0) -> tuple[list[str], np.ndarray]:
     from ..embed.encoder import load_encoder
     from ..embed.models import cache_root, resolve_model
 
+    import hashlib
+
     sentences = candidate_sentences(split)
-    path = cache_root() / "negatives" / f"v{POOL_VERSION}-candidates-{split}-{POOL_CANDIDATES}.npy"
+    digest = hashlib.sha256("\x00".join(sentences).encode("utf-8")).hexdigest()[:12]  # the splitter may change
+    path = cache_root() / "negatives" / f"v{POOL_VERSION}-candidates-{split}-{POOL_CANDIDATES}-{digest}.npy"
     try:
         vectors = np.load(path)
         if vectors.shape[0] == len(sentences) and vectors.dtype == np.float32:
