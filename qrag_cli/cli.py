@@ -265,13 +265,17 @@ def data_cmd(
     hard_negatives: float = typer.Option(D_DATA.hard_negatives, "--hard-negatives", help=H_DATA["hard_negatives"]),
     background_pool: int = typer.Option(D_DATA.background_pool, "--background-pool", help=H_DATA["background_pool"]),
     out: str = typer.Option(D_DATA.out, "--out", "-o", help=H_DATA["out"]),
+    keys: str = typer.Option(D_DATA.keys, "--keys", help=H_DATA["keys"]),
+    per_sample: bool = typer.Option(D_DATA.per_sample, "--per-sample-haystack/--shared-haystack",
+                                    help=H_DATA["per_sample"]),
+    vt_example: bool = typer.Option(D_DATA.vt_example, "--vt-example/--no-vt-example", help=H_DATA["vt_example"]),
 ) -> None:
     """Generate BabiLong- or RULER-style samples (JSON Lines, format qrag-samples v1)."""
     from .data.generate import generate
     from .data.samples import write_samples
 
     settings = DataSettings(benchmark, task, length, n, seed, split, haystack, values, hops, hard_negatives,
-                            background_pool, out)
+                            background_pool, out, keys=keys, per_sample=per_sample, vt_example=vt_example)
     with err.status(f"generating {benchmark} {task} {length}"):
         header, samples = generate(settings)
     write_samples(out or "-", header, samples)

@@ -144,6 +144,12 @@ class DataSettings:
                                  "candidates) instead of its own fresh sentences, so many samples share few "
                                  "distinct sentences (a training aid: see qrag train --background-pool); 0: off.")
     out: str = _f("", "Output JSON Lines file ('-' or empty: stdout).")
+    keys: str = _f("words", "ruler needle keys: 'words' (adjective-noun), 'numbers' (7 digits) or 'uuids' "
+                            "(RULER's niah_multikey_3).")
+    per_sample: bool = _f(False, "ruler from 32K on: every sample gets its own haystack (as RULER builds them) "
+                                 "instead of one shared, referenced haystack.")
+    vt_example: bool = _f(True, "ruler vt: put RULER's in-context example (its own chain, question and answer "
+                                "line) before the haystack.")
 
 
 @dataclass(frozen=True)

@@ -271,8 +271,8 @@ def test_key_value_lines_stay_apart_from_prose() -> None:
 def test_lists_tables_and_verse_lines() -> None:
     assert sents("Buy these\n- milk\n- bread\n1. first\n2) second\n| a | b |\n| 1 | 2 |") == [
         "Buy these", "- milk", "- bread", "1. first", "2) second", "| a | b |", "| 1 | 2 |"]
-    assert sents("timeout = 30\nretries: 3\nname := x\nmode += 1") == [
-        "timeout = 30\nretries: 3".replace("\n", " "), "name := x", "mode += 1"]
+    assert sents("timeout = 30\nretries: 3\nname := x\nmode += 1") == ["timeout = 30", "retries: 3", "name := x", "mode += 1"]
+    assert sents("VAR QPE = 64019\nthe next line\nhere") == ["VAR QPE = 64019", "the next line here"]
     wide = "It was the best of times, it was the worst of times, it was the age of\n"
     verse = "Tiger, tiger, burning bright\nIn the forests of the night,\nWhat immortal hand or eye\n"
     assert sents(wide + "wisdom.\n\n" + verse) == [
@@ -294,7 +294,7 @@ def test_cjk_sentence_ends() -> None:
 
 
 RECORDS = ("Intro line that is fairly long and wraps onto the next line of\nthe text here.\n"
-           "VAR QPE = 64019\nThe grass is green.\n- item one\n- item two\n我是学生。你好！\n"
+           "VAR QPE = 64019\nthe grass is green.\n- item one\n- item two\n我是学生。你好！\n"
            "Short\nLine two\n\nAnd a long paragraph line that wraps at about seventy characters\n"
            "Wide. ") * 3
 

@@ -14,8 +14,8 @@ A sentence ends
 
 Records. A single newline ends the sentence when the next line starts a new record:
     * the next line starts with a list or table marker (``- `` ``* `` ``• `` ``+ `` ``1. `` ``2) ``
-      ``(a) `` ``|``) or has the shape ``KEY = value`` / ``VAR KEY = value`` (code, settings,
-      RULER's variable assignments), whatever the lengths; or
+      ``(a) `` ``|``), or it or the line before has the shape ``KEY = value`` / ``VAR KEY = value``
+      (code, settings, RULER's variable assignments), whatever the lengths; or
     * the next line starts with anything but a lowercase letter and the line before it is short:
       ``L + 1 + F <= 0.75 * W``, where L is that line's length (trailing spaces excluded), F the
       length of the next line's first word and W the widest of the last 32 non-blank lines, that
@@ -63,9 +63,9 @@ _CAND = re.compile(
     r"|\n(?P<blank>[^\S\n]*\n)?"
 )
 _NONSPACE = re.compile(r"\S")
-_RECORD_START = re.compile(
-    r"(?:[-*•+]|\d{1,3}[.)]|\(\w{1,3}\))[^\S\n]|\||(?:VAR[^\S\n]+)?[A-Za-z_$][\w.$\[\]-]*[^\S\n]*[-+*/:]?=[^\S\n]"
-)
+_ASSIGNMENT = r"(?:VAR[^\S\n]+)?[A-Za-z_$][\w.$\[\]-]*[^\S\n]*[-+*/:]?=[^\S\n]"
+_RECORD_START = re.compile(r"(?:[-*•+]|\d{1,3}[.)]|\(\w{1,3}\))[^\S\n]|\||" + _ASSIGNMENT)
+_RECORD_LINE = re.compile(r"[^\S\n]*" + _ASSIGNMENT)
 _LINE_CAP = 256  # line lengths are counted up to this many characters
 _SHORT = 0.75  # a line is short when L + 1 + F <= _SHORT * W (see the module docstring)
 _WIDTH_LINES = 32  # W looks back over this many non-blank lines
@@ -183,9 +183,11 @@ def _record_break(lines: _Lines, buf: str, base: int, nl: int, nx: int, eol: int
     """Whether the single newline at `buf[nl]` ends a record (the next line is `buf[nx:eol]`)."""
     if _RECORD_START.match(buf, nx):
         return True
+    lines.track(buf, base, base + nl)
+    if base + nl - lines.line_start <= _LINE_CAP and _RECORD_LINE.match(buf, lines.line_start - base):
+        return True  # the line before is a KEY = value line
     if buf[nx].islower():
         return False
-    lines.track(buf, base, base + nl)
     width = lines.width(buf, base, base + nl)
     nxt = min(eol - nx, _LINE_CAP)
     first = min(len(buf[nx:eol].split(None, 1)[0]), _LINE_CAP)
@@ -291,6 +293,7 @@ def split_sentences(blocks: Iterable[str], max_tokens: int = 128) -> Iterator[tu
         keep = (start if start >= 0 else scan) - 32  # a little look-behind for abbreviations
         if keep > 0 and (keep > 65536 or keep * 2 > n):
             lines.track(buf, base, base + keep)
+            keep = min(keep, max(lines.line_start - base, keep - _LINE_CAP))  # a short line's start stays
             buf = buf[keep:]
             base += keep
             scan -= keep
