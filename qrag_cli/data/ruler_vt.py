@@ -87,7 +87,8 @@ def _body(lines: list[str], bg: list[str], per_line: int, rng: random.Random) ->
     return insert_at(bg, lines, pos), pos
 
 
-def example_block(haystack: str, split: str, seed: str, hops: int, rng: random.Random) -> tuple[list[str], list[int], list[str]]:
+def example_block(haystack: str, split: str, seed: str, hops: int,
+                  rng: random.Random) -> tuple[list[str], list[int], list[str]]:
     """(chunks, chain positions, names) of the in-context example RULER puts before the task."""
     value, names, lines = chain(rng, min(10, hops), 1, EXAMPLE_LETTERS)
     take, _ = ruler.haystack_source(haystack, split, f"example/{seed}", "vt", hops=hops)
