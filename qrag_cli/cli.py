@@ -259,6 +259,10 @@ def data_cmd(
     background_pool: int = typer.Option(D_DATA.background_pool, "--background-pool", help=H_DATA["background_pool"]),
     out: str = typer.Option(D_DATA.out, "--out", "-o", help=H_DATA["out"]),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    keys: str = typer.Option(D_DATA.keys, "--keys", help=H_DATA["keys"]),
+    per_sample: bool = typer.Option(D_DATA.per_sample, "--per-sample-haystack/--shared-haystack",
+                                    help=H_DATA["per_sample"]),
+    vt_example: bool = typer.Option(D_DATA.vt_example, "--vt-example/--no-vt-example", help=H_DATA["vt_example"]),
 ) -> None:
     """Generate BabiLong- or RULER-style samples (JSON Lines, format qrag-samples v1)."""
     if out and Path(out).exists() and not overwrite:
@@ -269,7 +273,7 @@ def data_cmd(
     from .data.samples import write_samples
 
     settings = DataSettings(benchmark, task, length, n, seed, split, haystack, values, hops, hard_negatives,
-                            background_pool, out)
+                            background_pool, out, keys=keys, per_sample=per_sample, vt_example=vt_example)
     with err.status(f"generating {benchmark} {task} {length}"):
         header, samples = generate(settings)
     try:

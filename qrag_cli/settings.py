@@ -15,13 +15,18 @@ def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+CHUNKERS = ("sentences", "lines", "paragraphs", "tokens")
+
+
 @dataclass(frozen=True)
 class ChunkerSettings:
     """How a corpus is cut into chunks."""
 
-    kind: str = _f("sentences", "Chunker: 'sentences' (rule-based splitter) or 'tokens' (fixed windows).")
+    kind: str = _f("sentences", "Chunker: 'sentences' (rule-based splitter that keeps record lines apart), "
+                                "'lines' (one chunk per non-blank line), 'paragraphs' (blank-line separated) "
+                                "or 'tokens' (fixed windows).")
     max_sentence_tokens: int = _f(
-        128, "Sentence chunker: a longer sentence is split at this many word/punctuation tokens."
+        128, "Sentence, line and paragraph chunkers: a longer chunk is split at this many word/punctuation tokens."
     )
     window: int = _f(64, "Token chunker: window size in word/punctuation tokens.")
     overlap: int = _f(16, "Token chunker: tokens shared by consecutive windows (< window).")
@@ -29,8 +34,8 @@ class ChunkerSettings:
     def validate(self) -> None:
         from .errors import InputError
 
-        if self.kind not in ("sentences", "tokens"):
-            raise InputError(f"unknown chunker {self.kind!r}: use 'sentences' or 'tokens'")
+        if self.kind not in CHUNKERS:
+            raise InputError(f"unknown chunker {self.kind!r}: use one of {', '.join(CHUNKERS)}")
         if self.max_sentence_tokens < 8:
             raise InputError("--max-sentence-tokens must be at least 8")
         if self.window < 1:
@@ -144,6 +149,12 @@ class DataSettings:
                                  "candidates) instead of its own fresh sentences, so many samples share few "
                                  "distinct sentences (a training aid: see qrag train --background-pool); 0: off.")
     out: str = _f("", "Output JSON Lines file ('-' or empty: stdout).")
+    keys: str = _f("words", "ruler needle keys: 'words' (adjective-noun), 'numbers' (7 digits) or 'uuids' "
+                            "(RULER's niah_multikey_3).")
+    per_sample: bool = _f(False, "ruler from 32K on: every sample gets its own haystack (as RULER builds them) "
+                                 "instead of one shared, referenced haystack.")
+    vt_example: bool = _f(True, "ruler vt: put RULER's in-context example (its own chain, question and answer "
+                                "line) before the haystack.")
 
 
 @dataclass(frozen=True)

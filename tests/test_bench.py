@@ -315,6 +315,7 @@ def test_reader_correct_garbage_and_down(tmp_path):
     assert positions == sorted(positions)  # kept chunks in context order
     table = markdown_table(res)
     assert "Answer accuracy" in table
+    assert ", n=3, " in table  # the --data file's own sample count, not --n
 
     for reply in (b"<html>oops</html>", json.dumps({"choices": []}).encode(), json.dumps({"id": 1}).encode()):
         server, _ = serve(reply)

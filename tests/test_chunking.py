@@ -162,3 +162,34 @@ def test_settings_validated_before_reading(tmp_path: Path, settings: ChunkerSett
     with pytest.raises(InputError, match=message):
         iter_chunks(corpus, settings)
     assert corpus.bytes_read == 0
+
+
+# --- lines and paragraphs -------------------------------------------------------------------------
+
+RECORD_TEXT = ("  first line  \nsecond line, wrapped\n\n \t\nthird\r\n" + "w " * 40 + "\n\nlast para\nends here")
+
+
+def test_lines_and_paragraphs_chunkers(tmp_path: Path) -> None:
+    p = tmp_path / "r.txt"
+    p.write_text(RECORD_TEXT, encoding="utf-8")
+    lines = list(iter_chunks(open_corpus(p, block_chars=3), ChunkerSettings(kind="lines", max_sentence_tokens=16)))
+    assert [c.text for c in lines] == ["first line", "second line, wrapped", "third", " ".join(["w"] * 16),
+                                       " ".join(["w"] * 16), " ".join(["w"] * 8), "last para", "ends here"]
+    check_offsets(lines, {"r": RECORD_TEXT.replace("\r\n", "\n")})  # the reader reads \r\n as \n
+    paras = list(iter_chunks(open_corpus(p), ChunkerSettings(kind="paragraphs")))
+    assert [c.text for c in paras] == ["first line second line, wrapped", "third " + " ".join(["w"] * 40),
+                                       "last para ends here"]
+    check_offsets(paras, {"r": RECORD_TEXT.replace("\r\n", "\n")})
+
+
+@pytest.mark.parametrize("paragraphs", [False, True])
+@pytest.mark.parametrize("size", [1, 2, 7, 100, 10**6])
+def test_records_block_independent(size: int, paragraphs: bool) -> None:
+    from qrag_cli.corpus.records import split_records
+
+    text = (RECORD_TEXT + "\n" + "x" * 300 + " y\n\n\n") * 4
+    whole = list(split_records([text], 16, paragraphs))
+    assert list(split_records(blocks_of(text, size), 16, paragraphs)) == whole
+    for s, e, t in whole:
+        assert text[s:e] == text[s:e].strip() and " ".join(text[s:e].split()) == t
+        assert len(TOKEN.findall(t)) <= 16 and len(t) <= 128

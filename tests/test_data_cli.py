@@ -57,7 +57,22 @@ def test_long_context_references_one_background_and_goes_to_stdout():
     (["babilong", "--length", "32K", "--hard-negatives", "0.2"], "below 1200"),
     (["ruler", "--task", "niah_single", "--length", "4K", "--hard-negatives", "0.2"], "babilong option"),
     (["babilong", "--length", "100", "--background-pool", "50"], "pool of 100..40000"),
+    (["ruler", "--task", "niah_multikey", "--length", "4K", "--keys", "colours"], "unknown needle keys"),
 ])
 def test_bad_options(args, fragment):
     res = runner.invoke(app, ["data", *args, "--n", "1"])
     assert res.exit_code == 2 and fragment in res.stderr and res.stdout == ""
+
+
+def test_ruler_options_reach_the_generator(tmp_path):
+    out = tmp_path / "vt.jsonl"
+    res = runner.invoke(app, ["data", "ruler", "--task", "vt", "--length", "4K", "--haystack", "noise", "--n", "1",
+                              "--no-vt-example", "--out", str(out)])
+    assert res.exit_code == 0, res.stderr
+    header, samples = read_samples(out)
+    assert header["example"] is False and "example" not in next(samples)
+    res = runner.invoke(app, ["data", "ruler", "--task", "niah_multikey", "--length", "4K", "--haystack", "noise",
+                              "--keys", "uuids", "--n", "1"])
+    assert res.exit_code == 0, res.stderr
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert lines[0]["keys"] == "uuids" and len(lines[1]["question"].split(" for ")[1].split()[0]) == 36

@@ -251,3 +251,83 @@ def test_long_whitespace_runs_stream_the_same() -> None:
 def test_huge_whitespace_run_after_period_is_fast() -> None:
     blocks = ["He left."] + [" " * 1000] * 5000 + ["then he came back."]
     assert [t for _, _, t in split_sentences(blocks)] == ["He left.", "then he came back."]
+
+
+# --- records: line breaks that end a record --------------------------------------------------------
+
+
+def test_key_value_lines_stay_apart_from_prose() -> None:
+    text = ("The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n"
+            "VAR ABCDE = 12345\n"
+            "The grass is green. The sky is blue.\n"
+            "VAR FGHIJ = VAR ABCDE \n"
+            "VAR KLMNO = VAR FGHIJ\n"
+            "Here we go.")
+    out = sents(text)
+    assert "VAR ABCDE = 12345" in out and "VAR FGHIJ = VAR ABCDE" in out and "VAR KLMNO = VAR FGHIJ" in out
+    assert out[-1] == "Here we go." and len(out) == 11
+
+
+def test_lists_tables_and_verse_lines() -> None:
+    assert sents("Buy these\n- milk\n- bread\n1. first\n2) second\n| a | b |\n| 1 | 2 |") == [
+        "Buy these", "- milk", "- bread", "1. first", "2) second", "| a | b |", "| 1 | 2 |"]
+    assert sents("timeout = 30\nretries: 3\nname := x\nmode += 1") == ["timeout = 30", "retries: 3", "name := x", "mode += 1"]
+    assert sents("VAR QPE = 64019\nthe next line\nhere") == ["VAR QPE = 64019", "the next line here"]
+    wide = "It was the best of times, it was the worst of times, it was the age of\n"
+    verse = "Tiger, tiger, burning bright\nIn the forests of the night,\nWhat immortal hand or eye\n"
+    assert sents(wide + "wisdom.\n\n" + verse) == [
+        "It was the best of times, it was the worst of times, it was the age of wisdom.",
+        "Tiger, tiger, burning bright", "In the forests of the night,", "What immortal hand or eye"]
+
+
+def test_full_lines_and_lowercase_continuations_are_joined() -> None:
+    text = ("He had been sitting for a long while by the fire when Mr. Knightley\n"
+            "and the two young ladies came in from their walk; and Emma, seeing\n"
+            "Harriet pale, asked her why.")
+    assert sents(text) == [" ".join(text.split())]
+    assert sents("a short line\nthat goes on.") == ["a short line that goes on."]
+
+
+def test_cjk_sentence_ends() -> None:
+    assert sents("我是学生。你好！他呢？「好的。」最后一句") == ["我是学生。", "你好！", "他呢？", "「好的。」", "最后一句"]
+    assert sents("これはペンです。 それは本です。") == ["これはペンです。", "それは本です。"]
+
+
+RECORDS = ("Intro line that is fairly long and wraps onto the next line of\nthe text here.\n"
+           "VAR QPE = 64019\nthe grass is green.\n- item one\n- item two\n我是学生。你好！\n"
+           "Short\nLine two\n\nAnd a long paragraph line that wraps at about seventy characters\n"
+           "Wide. ") * 3
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 17, 64, 10**6])
+def test_record_breaks_do_not_depend_on_blocks(size: int) -> None:
+    whole = list(split_sentences([RECORDS], max_tokens=16))
+    assert list(split_sentences(blocks_of(RECORDS, size), max_tokens=16)) == whole
+    assert "VAR QPE = 64019" in [t for _, _, t in whole]
+
+
+def _gutenberg(name: str) -> str:
+    path = shared_dir() / "data" / "gutenberg" / name
+    if not path.is_file():
+        pytest.skip(f"{path} not found (set QRAG_SHARED)")
+    with lzma.open(path, "rt", encoding="utf-8") as fh:
+        return fh.read()
+
+
+def test_real_gutenberg_wrapped_paragraph_joined_and_verse_kept() -> None:
+    text = _gutenberg("austen_emma.txt.xz")
+    out = [t for _, _, t in split_sentences([text])]
+    start = text.index("Emma Woodhouse, handsome, clever, and rich")
+    para = text[start : text.index("\n\n", start)]
+    assert "\n" in para  # hard-wrapped in the file
+    assert " ".join(para.split()) in out  # one sentence, the wraps joined
+    assert "“For when a lady's in the case," in out  # verse: each line its own chunk
+    assert "“You know all other things give place.”" in out
+
+
+def test_real_key_value_lines() -> None:
+    """The project's own pyproject.toml: its ``key = value`` lines stay one chunk each."""
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    out = [t for _, _, t in split_sentences([text])]
+    for line in ('name = "qrag-cli"', 'version = "0.1.0"', 'requires-python = ">=3.10"'):
+        assert line in out

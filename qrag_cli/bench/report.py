@@ -40,8 +40,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     methods: list[str] = results["methods"]
     rows: list[dict[str, Any]] = results["results"]
     by = {(r["method"], r["task"], r["length"]): r for r in rows}
+    n = max((r["n"] for r in rows), default=results["settings"]["n"])  # a --data file's own count
     lines = [
-        f"Coverage [fact F1, chunks kept] — {results['benchmark']}, n={results['settings']['n']}, "
+        f"Coverage [fact F1, chunks kept] — {results['benchmark']}, n={n}, "
         f"steps={results['steps']}, k={results['k']}, stop threshold={results['stop_threshold']}",
         "",
         "| task | length | " + " | ".join(methods) + " |",

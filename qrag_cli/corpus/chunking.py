@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from ..settings import ChunkerSettings
 from .readers import Corpus
+from .records import split_records
 from .sentences import split_sentences
 from .types import Chunk
 from .windows import split_windows
@@ -18,6 +19,9 @@ def make_splitter(settings: ChunkerSettings) -> Splitter:
     settings.validate()
     if settings.kind == "tokens":
         return lambda blocks: split_windows(blocks, settings.window, settings.overlap)
+    if settings.kind in ("lines", "paragraphs"):
+        paragraphs = settings.kind == "paragraphs"
+        return lambda blocks: split_records(blocks, settings.max_sentence_tokens, paragraphs)
     return lambda blocks: split_sentences(blocks, settings.max_sentence_tokens)
 
 

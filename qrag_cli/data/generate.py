@@ -6,7 +6,7 @@ positions among background sentences of the split's novels. Lengths 1K and 4K (a
 sentences below 1,200, e.g. "100" for training) store each sample's whole context, drawn from its
 own background (``BackgroundStream(split, f"{seed}/{i}")``); from 32K on (1,200 sentences) all
 samples share the one background ``haystack.background(split, n_sentences, seed)`` and store only a
-reference to it and their fact positions. RULER: see `ruler.ruler_samples`.
+reference to it and their fact positions. RULER: see `ruler.ruler_samples` (vt: `ruler_vt`).
 
 Everything is validated before any heavy work; errors are InputError naming the valid choices.
 """
@@ -73,6 +73,8 @@ def check_settings(s: DataSettings) -> None:
         raise InputError(f"unknown needle values {values!r}: use one of {_choices(ruler.VALUE_KINDS)}")
     if getattr(s, "hops", ruler.VT_HOPS) < 1:
         raise InputError("--hops must be at least 1")
+    if s.keys not in ruler.KEY_KINDS:
+        raise InputError(f"unknown needle keys {s.keys!r}: use one of {_choices(ruler.KEY_KINDS)}")
 
 
 def _babilong(s: DataSettings) -> tuple[dict, list[dict]]:
@@ -113,12 +115,15 @@ def _ruler(s: DataSettings) -> tuple[dict, list[dict]]:
     hops = getattr(s, "hops", ruler.VT_HOPS)
     if s.haystack == "novel":
         hs.novel_split()
-    ref, out = ruler.ruler_samples(s.task, s.length, s.n, s.seed, s.split, s.haystack, values, hops)
+    ref, out = ruler.ruler_samples(s.task, s.length, s.n, s.seed, s.split, s.haystack, values, hops,
+                                   s.keys, s.per_sample, s.vt_example)
     bg = dict(ref) if ref is not None else {"kind": s.haystack, "per_sample": True}
     header = _header(s, bg)
     header.update(haystack=s.haystack, tokens=ruler.RULER_LENGTHS[s.length], values=values)
     if s.task == "vt":
-        header["hops"] = hops
+        header.update(hops=hops, prompt="ruler", example=s.vt_example)
+    elif s.keys != "words":
+        header["keys"] = s.keys
     return header, out
 
 

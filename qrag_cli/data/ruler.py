@@ -5,9 +5,10 @@ Tasks: `niah_single` (one needle), `niah_multikey` (4 needles with different key
 (variable tracking: ``VAR ABCDE = 12345``, then ``VAR FGHIJ = VAR ABCDE`` ... over `hops` hops, so
 hops + 1 lines, spread in order through the haystack; the answers are every variable of the chain).
 Needle: ``One of the special magic {numbers|uuids|words} for {key} is: {value}.``; keys are
-adjective-noun pairs, values 7-digit numbers (or UUIDs, or words). Question: ``What are all the
-special magic numbers for {key} mentioned in the provided text?`` (several keys joined with ", " and
-" and "); vt: ``Find all variables that are assigned the value 12345.``
+adjective-noun pairs (`keys` "words"), 7-digit numbers or UUIDs (RULER's niah_multikey_3), values
+7-digit numbers (or UUIDs, or words). Question: ``What are all the special magic numbers for {key}
+mentioned in the provided text?`` (several keys joined with ", " and " and "); vt: RULER's prompt
+with its in-context example, see `ruler_vt`.
 
 Haystacks: `noise` (the RULER paragraph, one sentence per chunk, repeated), `novel` (sentences of
 the split's novels, `haystack.BackgroundStream`), `needle` (confusable distractors: needles with
@@ -17,8 +18,9 @@ values and variable names of samples and of distractors come from disjoint hash 
 
 Length: the context (haystack + needles) is filled until it holds the target number of tokens of
 the embedder's tokenizer (all-MiniLM-L6-v2 word pieces, no special tokens), overshooting by at most
-one sentence. Lengths below `LONG_TOKENS` give every sample its own haystack; from 32K on one
-haystack per (split, length, seed) is shared by all samples and only referenced (see `samples`).
+one sentence (vt: the whole RULER prompt, see `ruler_vt`). Lengths below `LONG_TOKENS` give every
+sample its own haystack; from 32K on one haystack per (split, length, seed) is shared by all samples
+and only referenced (see `samples`), unless `per_sample` asks for a haystack of its own per sample.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ RULER_TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "niah_multique
 RULER_LENGTHS = {"4K": 4096, "16K": 16384, "32K": 32768, "128K": 131072, "1M": 1048576}
 HAYSTACKS = ("noise", "novel", "needle")
 VALUE_KINDS = ("numbers", "uuids", "words")
+KEY_KINDS = ("words", "numbers", "uuids")
 NOISE = ("The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again.")
 N_NEEDLES = 4
 VT_HOPS = 4
@@ -77,7 +80,9 @@ def _pick(rng: random.Random, draw: Callable[[], str], half: int, avoid: set[str
             return x
 
 
-def _key(rng: random.Random, half: int, avoid: set[str] | None = None) -> str:
+def _key(rng: random.Random, half: int, avoid: set[str] | None = None, kind: str = "words") -> str:
+    if kind != "words":
+        return _value(rng, kind, half, avoid)
     return _pick(rng, lambda: f"{rng.choice(ADJECTIVES)}-{rng.choice(NOUNS)}", half, avoid)
 
 
@@ -104,23 +109,24 @@ def vt_chain(rng: random.Random, hops: int, half: int) -> tuple[str, list[str], 
     return value, names, lines
 
 
-def make_facts(task: str, rng: random.Random, value_kind: str = "numbers", hops: int = VT_HOPS) -> RulerFacts:
+def make_facts(task: str, rng: random.Random, value_kind: str = "numbers", hops: int = VT_HOPS,
+               key_kind: str = "words") -> RulerFacts:
     """The needles (or vt chain) of one sample."""
     if task == "vt":
         value, names, lines = vt_chain(rng, hops, 0)
-        question = f"Find all variables that are assigned the value {value}."
+        question = f"Find all variables that are assigned the value {value} in the text above."
         return RulerFacts(lines, list(range(len(lines))), question, names)
     seen_k: set[str] = set()
     seen_v: set[str] = set()
     if task == "niah_single":
-        k, v = _key(rng, 0), _value(rng, value_kind, 0)
+        k, v = _key(rng, 0, None, key_kind), _value(rng, value_kind, 0)
         return RulerFacts([needle(k, v, value_kind)], [0], niah_question([k], value_kind), [v])
     if task == "niah_multivalue":
-        k = _key(rng, 0)
+        k = _key(rng, 0, None, key_kind)
         vals = [_value(rng, value_kind, 0, seen_v) for _ in range(N_NEEDLES)]
         return RulerFacts([needle(k, v, value_kind) for v in vals], list(range(N_NEEDLES)),
                           niah_question([k], value_kind), vals)
-    keys = [_key(rng, 0, seen_k) for _ in range(N_NEEDLES)]
+    keys = [_key(rng, 0, seen_k, key_kind) for _ in range(N_NEEDLES)]
     vals = [_value(rng, value_kind, 0, seen_v) for _ in range(N_NEEDLES)]
     order = list(range(N_NEEDLES))
     rng.shuffle(order)  # placement order of the needles
@@ -136,10 +142,11 @@ def make_facts(task: str, rng: random.Random, value_kind: str = "numbers", hops:
 # --- haystacks -----------------------------------------------------------------------------------
 
 
-def _needle_stream(split: str, seed: int | str, value_kind: str) -> Iterator[str]:
-    rng = random.Random(f"qrag-ruler-needles:{split}:{seed}:{value_kind}")
+def _needle_stream(split: str, seed: int | str, value_kind: str, key_kind: str = "words") -> Iterator[str]:
+    tag = value_kind if key_kind == "words" else f"{value_kind}:{key_kind}"
+    rng = random.Random(f"qrag-ruler-needles:{split}:{seed}:{tag}")
     while True:
-        yield needle(_key(rng, 1), _value(rng, value_kind, 1), value_kind)
+        yield needle(_key(rng, 1, None, key_kind), _value(rng, value_kind, 1), value_kind)
 
 
 def _vt_stream(split: str, seed: int | str, hops: int) -> Iterator[str]:
@@ -168,7 +175,7 @@ class _Prefix:
 
 
 def haystack_source(kind: str, split: str, seed: int | str, task: str, value_kind: str = "numbers",
-                    hops: int = VT_HOPS) -> tuple[Callable[[int], list[str]], dict[str, Any]]:
+                    hops: int = VT_HOPS, key_kind: str = "words") -> tuple[Callable[[int], list[str]], dict[str, Any]]:
     """``(take, ref)``: `take(n)` gives the first n haystack sentences; `ref` describes them (no size)."""
     if kind == "noise":
         return (lambda n: [NOISE[i % len(NOISE)] for i in range(n)]), {"kind": "noise"}
@@ -180,8 +187,10 @@ def haystack_source(kind: str, split: str, seed: int | str, task: str, value_kin
     if task == "vt":
         ref = {"kind": "vt_needle", "split": split, "seed": seed, "hops": hops}
         return _Prefix(_vt_stream(split, seed, hops)).take, ref
-    return _Prefix(_needle_stream(split, seed, value_kind)).take, {
-        "kind": "needle", "split": split, "seed": seed, "values": value_kind}
+    ref = {"kind": "needle", "split": split, "seed": seed, "values": value_kind}
+    if key_kind != "words":
+        ref["keys"] = key_kind
+    return _Prefix(_needle_stream(split, seed, value_kind, key_kind)).take, ref
 
 
 @lru_cache(maxsize=4)
@@ -191,7 +200,7 @@ def _ref_background(kind: str, split: str, seed: int, n: int, extra: Any) -> tup
     elif kind == "vt_needle":
         take = _Prefix(_vt_stream(split, seed, extra)).take
     else:
-        take = _Prefix(_needle_stream(split, seed, extra)).take
+        take = _Prefix(_needle_stream(split, seed, *extra)).take
     return tuple(take(n))
 
 
@@ -202,7 +211,7 @@ def background_from_ref(ref: dict[str, Any]) -> list[str]:
         return hs.background(ref["split"], n, ref["seed"])
     if kind not in ("noise", "needle", "vt_needle"):
         raise InputError(f"unknown background kind {kind!r}")
-    extra = ref.get("hops", VT_HOPS) if kind == "vt_needle" else ref.get("values", "numbers")
+    extra = ref.get("hops", VT_HOPS) if kind == "vt_needle" else (ref.get("values", "numbers"), ref.get("keys", "words"))
     return list(_ref_background(kind, ref.get("split", ""), ref.get("seed", 0), n, extra))
 
 
@@ -244,15 +253,21 @@ def fill_count(take: Callable[[int], list[str]], target_tokens: int) -> int:
 
 
 def ruler_samples(task: str, length: str, n: int, seed: int, split: str, haystack: str,
-                  value_kind: str = "numbers", hops: int = VT_HOPS) -> tuple[dict[str, Any] | None, list[dict]]:
+                  value_kind: str = "numbers", hops: int = VT_HOPS, key_kind: str = "words",
+                  per_sample: bool = False, vt_example: bool = True) -> tuple[dict[str, Any] | None, list[dict]]:
     """`n` samples in the sample-file layout, and the shared background reference (None if per sample)."""
+    if task == "vt":
+        from .ruler_vt import vt_samples
+
+        return vt_samples(length, n, seed, split, haystack, hops, vt_example, per_sample)
     target = RULER_LENGTHS[length]
-    facts = [make_facts(task, random.Random(f"qrag-ruler-facts:{task}:{split}:{seed}:{i}"), value_kind, hops)
+    tag = task if key_kind == "words" else f"{task}:{key_kind}"
+    facts = [make_facts(task, random.Random(f"qrag-ruler-facts:{tag}:{split}:{seed}:{i}"), value_kind, hops, key_kind)
              for i in range(n)]
     fact_tokens = [sum(count_tokens(f.facts)) for f in facts]
     ref = None
-    if target >= LONG_TOKENS:
-        take, ref = haystack_source(haystack, split, seed, task, value_kind, hops)
+    if target >= LONG_TOKENS and not per_sample:
+        take, ref = haystack_source(haystack, split, seed, task, value_kind, hops, key_kind)
         mean = round(sum(fact_tokens) / max(1, n))
         ref["n_sentences"] = fill_count(take, target - mean)
     out = []
@@ -264,7 +279,7 @@ def ruler_samples(task: str, length: str, n: int, seed: int, split: str, haystac
             pos = splice_positions(ref["n_sentences"], len(f.facts), rng)
             s.update(background=ref, facts=[{"position": p, "text": t} for p, t in zip(pos, f.facts)])
         else:
-            take, _ = haystack_source(haystack, split, f"{seed}/{i}", task, value_kind, hops)
+            take, _ = haystack_source(haystack, split, f"{seed}/{i}", task, value_kind, hops, key_kind)
             bg = take(fill_count(take, target - fact_tokens[i]))
             pos = splice_positions(len(bg), len(f.facts), rng)
             s["context"] = insert_at(bg, f.facts, pos)

@@ -22,7 +22,10 @@ Sample, long contexts (>= 32K: the shared background is referenced, not repeated
 Multi-answer tasks add ``"answers": [str, ...]`` (``answer`` is then the answers joined by ", ").
 Chunk positions (``support``, fact ``position``) index the full chunk list of the sample: the
 background with the facts spliced in so that each fact sits at its position (`materialise`). In the
-long layout every support position is a fact position. Background kinds: ``novel``
+long layout every support position is a fact position, except for a ``book`` background
+(``{"kind": "book", "name": "wells_thetimemachine", "n_sentences": N}``: the first N sentences of
+that novel, `haystack.novel_sentences`; questions about the book itself, whose supports are its own
+sentences and whose `facts` list is empty). Background kinds: ``novel``
 (`haystack.background(split, n_sentences, seed)`), ``noise``, ``needle`` and ``vt_needle`` (RULER
 haystacks, `ruler.background_from_ref`). A header background with ``"per_sample": true``
 describes where the stored contexts came from (each sample drew its own); otherwise it is the one
@@ -105,6 +108,8 @@ def _check_background(ref: Any, where: str) -> int:
     if kind in ("novel", "needle", "vt_needle"):
         _need(ref, "split", str, f"{where}: background")
         _need(ref, "seed", int, f"{where}: background")
+    elif kind == "book":
+        _need(ref, "name", str, f"{where}: background")
     elif kind != "noise":
         raise InputError(f"{where}: unknown background kind {kind!r}")
     return n
@@ -134,6 +139,8 @@ def check_sample(s: Any, where: str) -> dict:
             positions.append(_need(f, "position", int, f"{where}: fact"))
             _need(f, "text", str, f"{where}: fact")
         total, allowed = n_bg + len(facts), set(positions)
+        if s["background"].get("kind") == "book":
+            allowed = None  # questions about a book: the supports are its own sentences
         if any(not 0 <= p < total for p in positions) or positions != sorted(set(positions)):
             raise InputError(f"{where}: fact positions must be increasing and within 0..{total - 1}")
     else:
@@ -224,6 +231,10 @@ def read_numbered_samples(path: str | os.PathLike) -> tuple[dict, Iterator[tuple
 
 def load_background(ref: dict) -> list[str]:
     """The background sentences a reference describes (cached per process)."""
+    if ref.get("kind") == "book":
+        from .haystack import novel_sentences
+
+        return list(novel_sentences(ref["name"])[: ref["n_sentences"]])
     from .ruler import background_from_ref
 
     return background_from_ref(ref)
