@@ -92,7 +92,8 @@ class Question:
 
 
 def parse_questions(lines: Iterable[str]) -> list[Question]:
-    """Questions from stdin: one per line, or JSON Lines objects with `id` and `question`."""
+    """Questions from stdin or a topics file: one per line, JSON Lines objects with `id` and `question`,
+    or Pyserini-style tab-separated topics (`qid<TAB>text`)."""
     out: list[Question] = []
     for n, raw in enumerate(lines, 1):
         line = raw.strip()
@@ -106,6 +107,11 @@ def parse_questions(lines: Iterable[str]) -> list[Question]:
             if not isinstance(obj, dict) or not isinstance(obj.get("question"), str):
                 raise InputError(f"stdin line {n}: a JSON question needs a string field 'question'")
             out.append(Question(str(obj.get("id", len(out) + 1)), obj["question"]))
+        elif "\t" in raw.strip("\r\n"):  # Pyserini-style topics: qid<TAB>text
+            qid, text = raw.strip("\r\n").split("\t", 1)
+            if not qid.strip() or not text.strip():
+                raise InputError(f"line {n}: a tab-separated topic needs an id and a text (qid<TAB>text)")
+            out.append(Question(qid.strip(), text.strip()))
         else:
             out.append(Question(str(len(out) + 1), line))
     return out
