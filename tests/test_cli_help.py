@@ -64,3 +64,22 @@ def test_tab_separated_topics_are_parsed():
                                             ("3", "plain question")]
     with pytest.raises(InputError, match="qid<TAB>text"):
         parse_questions(["\tno id\n"])
+
+
+def test_query_topics_file_to_trec_with_run_tag(tmp_path, tiny_model):
+    corpus = tmp_path / "story.txt"
+    corpus.write_text("Mary took the football there. Mary went to the garden. John went home.\n")
+    res = runner.invoke(app, ["index", str(corpus), "--out", str(tmp_path / "ix"), "--model", str(tiny_model)])
+    assert res.exit_code == 0, res.output
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("301\tWhere is the football?\nq-302\tWho went home?\n")
+    res = runner.invoke(app, ["query", "--index", str(tmp_path / "ix"), "--topics", str(topics), "--steps", "2",
+                              "--format", "trec", "--run-tag", "mine"])
+    assert res.exit_code == 0, res.output
+    rows = [line.split() for line in res.stdout.splitlines()]
+    assert [(r[0], r[3], r[5]) for r in rows] == [("301", "1", "mine"), ("301", "2", "mine"),
+                                                  ("q-302", "1", "mine"), ("q-302", "2", "mine")]
+    assert all(len(r) == 6 for r in rows)
+    spaced = '{"id": "q 1", "question": "Where is Mary?"}\n'
+    res = runner.invoke(app, ["query", "--index", str(tmp_path / "ix"), "--format", "trec"], input=spaced)
+    assert res.exit_code == 2 and "whitespace" in res.stderr and res.stdout == ""
