@@ -1,10 +1,21 @@
-"""The thin high-level API the CLI (and users' scripts) call: build an index, open it, query it."""
+"""The thin high-level API the CLI (and users' scripts) call: build an index, open it, query it.
+
+With plain strings, in three lines::
+
+    from qrag_cli import api
+    index = api.build(["Mary took the football there.", "Mary went to the garden."], out="indexes/demo")
+    result = index.search("Where is the football?", steps=2)   # a Result; a list of questions gives a list
+
+`build`, `open_index` and `Index.search` are the plain-string layer; `index`, `open_session` and
+`QuerySession` take the settings dataclasses (the CLI calls those, and they share one result type).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +31,8 @@ from .store.reader import IndexReader
 if TYPE_CHECKING:  # the build pipeline is imported only by index(): queries start faster without it
     from .build import BuildProgress, BuildReport
 
-__all__ = ["Question", "QuerySession", "export", "index", "open_session", "parse_questions"]
+__all__ = ["Hit", "Index", "Question", "QuerySession", "Result", "build", "export", "index", "open_index",
+           "open_session", "parse_questions"]
 
 
 def index(
@@ -80,7 +92,8 @@ class Question:
 
 
 def parse_questions(lines: Iterable[str]) -> list[Question]:
-    """Questions from stdin: one per line, or JSON Lines objects with `id` and `question`."""
+    """Questions from stdin or a topics file: one per line, JSON Lines objects with `id` and `question`,
+    or Pyserini-style tab-separated topics (`qid<TAB>text`)."""
     out: list[Question] = []
     for n, raw in enumerate(lines, 1):
         line = raw.strip()
@@ -94,6 +107,11 @@ def parse_questions(lines: Iterable[str]) -> list[Question]:
             if not isinstance(obj, dict) or not isinstance(obj.get("question"), str):
                 raise InputError(f"stdin line {n}: a JSON question needs a string field 'question'")
             out.append(Question(str(obj.get("id", len(out) + 1)), obj["question"]))
+        elif "\t" in raw.strip("\r\n"):  # Pyserini-style topics: qid<TAB>text
+            qid, text = raw.strip("\r\n").split("\t", 1)
+            if not qid.strip() or not text.strip():
+                raise InputError(f"line {n}: a tab-separated topic needs an id and a text (qid<TAB>text)")
+            out.append(Question(qid.strip(), text.strip()))
         else:
             out.append(Question(str(len(out) + 1), line))
     return out
@@ -155,29 +173,64 @@ class QuerySession:
                                             positional=settings.positional, candidates=settings.candidates,
                                             threads=settings.threads)
 
-    def ask(self, questions: list[Question]) -> list[dict[str, Any]]:
-        """Run the loop for a batch of questions; one result object per question."""
-        trajectories = self.retriever.run([q.text for q in questions], steps=self.settings.steps, k=self.settings.k)
-        return [self._result(q, t) for q, t in zip(questions, trajectories)]
+    def ask(self, questions: Sequence[Question | str]) -> list[dict[str, Any]]:
+        """Run the loop for a batch of questions (Question objects or plain strings, numbered from 1);
+        one JSON-able result object per question (what `qrag query` prints)."""
+        return [r.to_dict() for r in self.results(questions)]
 
-    def _result(self, q: Question, t: Trajectory) -> dict[str, Any]:
-        return {
-            "id": q.id,
-            "question": q.text,
-            "retrieved": [
-                {
-                    "step": r.step,
-                    "chunk": r.chunk.position,
-                    "doc": r.chunk.doc,
-                    "start": r.chunk.start,
-                    "end": r.chunk.end,
-                    "score": round(r.score, 6),
-                    "text": r.chunk.text,
-                }
-                for r in t.retrieved
-            ],
-            "kept": t.kept(self.settings.stop_threshold),
-        }
+    def results(self, questions: Sequence[Question | str], *, steps: int | None = None, k: int | None = None,
+                stop_threshold: float | None = None) -> list[Result]:
+        """Typed results; `steps`, `k` and `stop_threshold` override the session's settings."""
+        asked = _as_questions(questions)
+        s = self.settings
+        steps, k = s.steps if steps is None else steps, s.k if k is None else k
+        threshold = s.stop_threshold if stop_threshold is None else stop_threshold
+        replace(s, steps=steps, k=k).validate()
+        trajectories = self.retriever.run([q.text for q in asked], steps=steps, k=k)
+        return [_result(q, t, threshold) for q, t in zip(asked, trajectories)]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk: the step that found it, its global position, document and character span."""
+
+    step: int
+    chunk: int
+    doc: str
+    start: int
+    end: int
+    score: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """The answer to one question: every chunk retrieved, in order, and `kept` (positions before the
+    first step scored under the stop threshold; all of them without one)."""
+
+    id: str
+    question: str
+    retrieved: tuple[Hit, ...]
+    kept: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["retrieved"], d["kept"] = [dict(h) for h in d["retrieved"]], list(d["kept"])
+        return d
+
+
+def _as_questions(questions: Sequence[Question | str]) -> list[Question]:
+    if isinstance(questions, str):
+        questions = [questions]
+    return [q if isinstance(q, Question) else Question(str(i), str(q)) for i, q in enumerate(questions, 1)]
+
+
+def _result(q: Question, t: Trajectory, stop_threshold: float | None) -> Result:
+    hits = tuple(
+        Hit(r.step, r.chunk.position, r.chunk.doc, r.chunk.start, r.chunk.end, round(r.score, 6), r.chunk.text)
+        for r in t.retrieved
+    )
+    return Result(q.id, q.text, hits, tuple(t.kept(stop_threshold)))
 
 
 def _ann_settings(ann: dict[str, Any]):
@@ -188,3 +241,81 @@ def _ann_settings(ann: dict[str, Any]):
 
 def open_session(settings: QuerySettings, announce: Callable[[str], None] | None = None) -> QuerySession:
     return QuerySession(settings, announce=announce)
+
+
+class Index:
+    """An index opened by `open_index` (or returned by `build`); `search` asks it questions.
+
+    One query session (encoder and search backend) is opened per model on first use and kept."""
+
+    def __init__(self, path: str | Path, *, model: str = "", threads: int = 0) -> None:
+        self.path = Path(path)
+        self.manifest = IndexReader(self.path).manifest  # opening checks the files: errors come now
+        self.model, self.threads = model, threads
+        self._sessions: dict[str, QuerySession] = {}
+
+    def __repr__(self) -> str:
+        return f"Index({str(self.path)!r}, chunks={self.manifest['corpus']['chunks']})"
+
+    def session(self, model: str | None = None) -> QuerySession:
+        """The query session for `model` ('' or None: the index's default, see `qrag query --help`)."""
+        key = self.model if model is None else model
+        if key not in self._sessions:
+            self._sessions[key] = QuerySession(QuerySettings(index=str(self.path), model=key, threads=self.threads))
+        return self._sessions[key]
+
+    def search(self, questions: str | Sequence[str | Question], *, steps: int = 1, k: int = 1,
+               model: str | None = None, stop_threshold: float | None = None) -> Result | list[Result]:
+        """Multi-step retrieval: one question gives a Result, a list of questions a list (run as batches)."""
+        one = isinstance(questions, (str, Question))
+        asked = _as_questions([questions] if one else list(questions))
+        session = self.session(model)
+        results: list[Result] = []
+        for start in range(0, len(asked), 64):
+            results += session.results(asked[start : start + 64], steps=steps, k=k, stop_threshold=stop_threshold)
+        return results[0] if one else results
+
+
+def open_index(path: str | Path, *, model: str = "", threads: int = 0) -> Index:
+    """Open an index folder built by `build` or `qrag index`."""
+    return Index(path, model=model, threads=threads)
+
+
+def build(
+    source: str | Path | Iterable[str | tuple[str, str]],
+    out: str | Path = "",
+    *,
+    model: str = "default",
+    overwrite: bool = False,
+    progress: Callable[[BuildProgress], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    **options: Any,
+) -> Index:
+    """Build an index and open it. `source` is a corpus path (as `qrag index` takes it) or an iterable
+    of texts or of (id, text) pairs (one document each; `out` is then required). `options` are further
+    `IndexSettings` fields (`batch_size=`, `threads=`, `chunker=ChunkerSettings(...)`, ...)."""
+    if isinstance(source, (str, Path)):
+        settings = IndexSettings(corpus=str(source), out=str(out) if out else "", model=model, overwrite=overwrite,
+                                 **options)
+        return open_index(index(settings, progress=progress, warn=warn).out)
+    if not out:
+        raise InputError("build(texts, out=...): an index built from texts needs an output folder")
+    with tempfile.TemporaryDirectory(prefix="qrag-texts-") as tmp:
+        corpus = Path(tmp) / "texts.jsonl"
+        _write_documents(source, corpus)
+        settings = IndexSettings(corpus=str(corpus), out=str(out), model=model, overwrite=overwrite, **options)
+        report = index(settings, progress=progress, warn=warn)
+    return open_index(report.out)
+
+
+def _write_documents(source: Iterable[str | tuple[str, str]], path: Path) -> None:
+    """Texts or (id, text) pairs as a JSON Lines corpus (ids default to 1, 2, ...)."""
+    with path.open("w", encoding="utf-8") as fh:
+        for n, item in enumerate(source, 1):
+            if isinstance(item, str):
+                doc_id, text = str(n), item
+            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str):
+                doc_id, text = str(item[0]), item[1]
+            else:
+                raise InputError(f"build(): item {n} is neither a text nor an (id, text) pair: {type(item).__name__}")
+            fh.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")

@@ -448,6 +448,8 @@ def _remove_stale_partials(out: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: keep the folder
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

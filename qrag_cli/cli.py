@@ -47,7 +47,7 @@ app = typer.Typer(
     name="qrag",
     help="Multi-step retrieval over very long texts (Q-RAG).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 H_INDEX, H_QUERY = field_help(IndexSettings), field_help(QuerySettings)
@@ -56,6 +56,45 @@ D_INDEX, D_QUERY, D_CHUNK, D_ANN = IndexSettings(), QuerySettings(), ChunkerSett
 H_EXPORT, D_EXPORT = field_help(ExportSettings), ExportSettings()
 H_DATA, D_DATA = field_help(DataSettings), DataSettings()
 H_BENCH, D_BENCH = field_help(BenchSettings), BenchSettings()
+
+
+def examples(*lines: str) -> str:
+    """A command's --help epilog: copy-pasteable examples, one per line."""
+    return "Examples:\n\n" + "\n".join(f"  {escape(line)}" for line in lines)
+
+
+EXAMPLES = {
+    "index": examples(
+        "qrag index examples/demo.txt --overwrite",
+        "qrag index docs.jsonl --out indexes/docs --chunker tokens --window 64 --overlap 16",
+        "qrag index books/ --out indexes/books --resume",
+        "qrag index more-books/ --append indexes/books",
+    ),
+    "query": examples(
+        'qrag query --index indexes/demo --steps 2 "Where is the football?"',
+        'qrag query --index indexes/demo --steps 1 --k 5 --format text "Who wrote the letter?"',
+        "qrag query --index indexes/demo --topics topics.tsv --format trec --run-tag mine > run.trec",
+    ),
+    "export": examples(
+        "qrag export --out models/minilm-onnx",
+        "qrag export --out models/minilm-int8 --int8",
+        "qrag export runs/qa1/checkpoints/best --compact --out policies/qa1",
+    ),
+    "data": examples(
+        "qrag data babilong --task qa1 --length 4k --n 100 --out qa1-4k.jsonl",
+        "qrag data ruler --task niah_single --length 16k --n 50 --out niah.jsonl",
+    ),
+    "bench": examples(
+        "qrag bench babilong --tasks qa1,qa2 --lengths 4k --n 50",
+        "qrag bench ruler --tasks niah_single --lengths 16k --methods dense-topk,bm25-topk",
+        "qrag bench --data qa1-4k.jsonl --out bench-out/qa1",
+    ),
+    "train": examples(
+        "qrag train --task babilong:qa1 --preset cpu --out runs/qa1",
+        "qrag train --task babilong:qa1,babilong:qa2 --steps 2000 --out runs/mix",
+        "qrag train --task babilong:qa1 --out runs/qa1 --resume",
+    ),
+}
 
 
 def _version(value: bool) -> None:
@@ -97,7 +136,7 @@ class BuildDisplay:
             self.progress.update(self.ann, completed=p.ann_done)
 
 
-@app.command("index")
+@app.command("index", epilog=EXAMPLES["index"])
 @guarded
 def index_cmd(
     corpus: str = typer.Argument(..., help=H_INDEX["corpus"]),
@@ -156,7 +195,7 @@ def _emit_summary(summary: dict[str, Any]) -> None:
         typer.echo(json.dumps(summary))
 
 
-@app.command("query")
+@app.command("query", epilog=EXAMPLES["query"])
 @guarded
 def query_cmd(
     questions: Optional[list[str]] = typer.Argument(None, help="Questions (default: read stdin, one per line or JSONL)."),
@@ -172,6 +211,9 @@ def query_cmd(
     candidates: int = typer.Option(D_QUERY.candidates, "--candidates", help=H_QUERY["candidates"]),
     threads: int = typer.Option(D_QUERY.threads, help=H_QUERY["threads"]),
     fmt: str = typer.Option("auto", "--format", "-f", help=f"Output format: {', '.join(FORMATS)}."),
+    topics: Optional[Path] = typer.Option(None, "--topics", help="Read the questions from this file: one per line, "
+                                          "JSON Lines, or Pyserini topics (qid<TAB>text, e.g. topics.tsv)."),
+    run_tag: str = typer.Option("qrag", "--run-tag", help="Run tag (6th column) of --format trec."),
 ) -> None:
     """Multi-step retrieval: print the chunks retrieved for each question."""
     from .api import Question, open_session, parse_questions
@@ -184,26 +226,38 @@ def query_cmd(
         piece_tokens=piece_tokens, backend=backend, ef=ef, positional=positional, candidates=candidates,
         threads=threads,
     )
-    if questions:
+    if topics is not None:
+        if questions:
+            raise InputError("give questions as arguments or with --topics, not both")
+        try:
+            with topics.open(encoding="utf-8") as fh:
+                asked = parse_questions(fh)
+        except OSError as exc:
+            raise InputError(f"cannot read --topics {topics}: {exc.strerror or exc}") from exc
+    elif questions:
         asked = [Question(str(i), q) for i, q in enumerate(questions, 1)]
     elif sys.stdin is None or sys.stdin.isatty():
         raise InputError("no question: give questions as arguments or on stdin")
     else:
         asked = parse_questions(sys.stdin)
     if not asked:
-        raise InputError("no question: stdin was empty")
+        raise InputError("no question: " + ("the topics file" if topics is not None else "stdin") + " was empty")
     empty = [q.id for q in asked if not q.text.strip()]
     if empty:
         raise InputError(f"empty question (id {', '.join(empty[:5])}): every question needs some text")
+    fmt = resolve_format(fmt, sys.stdout.isatty())
+    if fmt == "trec":  # before any work: a bad id would break the six columns
+        from .output import check_trec
+
+        check_trec([q.id for q in asked], run_tag)
     session = open_session(settings, announce=lambda msg: err.print(escape(msg)))
     most = max(1, len(session.index) // max(k, 1))
     if steps > most:
         err.print(f"[yellow]warning:[/] --steps {steps} retrieves more than the index's {len(session.index)} "
                   f"chunks: capped at {most}", soft_wrap=True)
         session.settings = dataclasses.replace(session.settings, steps=most)
-    fmt = resolve_format(fmt, sys.stdout.isatty())
     for start in range(0, len(asked), 64):
-        for line in render(session.ask(asked[start : start + 64]), fmt):
+        for line in render(session.ask(asked[start : start + 64]), fmt, run_tag):
             try:
                 typer.echo(line)
             except BrokenPipeError:
@@ -212,7 +266,7 @@ def query_cmd(
                 raise write_failed(exc, "stdout") from None
 
 
-@app.command("export")
+@app.command("export", epilog=EXAMPLES["export"])
 @guarded
 def export_cmd(
     model: str = typer.Argument(D_EXPORT.model, help=H_EXPORT["model"]),
@@ -243,7 +297,7 @@ def export_cmd(
                    "quantization": manifest["quantization"], "bytes": manifest["onnx"]["bytes"]})
 
 
-@app.command("data")
+@app.command("data", epilog=EXAMPLES["data"])
 @guarded
 def data_cmd(
     benchmark: str = typer.Argument(..., help=H_DATA["benchmark"]),
@@ -286,7 +340,7 @@ def data_cmd(
         err.print(f"wrote {len(samples)} samples to {escape(out)}", soft_wrap=True)
 
 
-@app.command("bench")
+@app.command("bench", epilog=EXAMPLES["bench"])
 @guarded
 def bench_cmd(
     benchmark: str = typer.Argument(D_BENCH.benchmark, help=H_BENCH["benchmark"]),
@@ -304,9 +358,9 @@ def bench_cmd(
     data: str = typer.Option(D_BENCH.data, "--data", help=H_BENCH["data"]),
     out: str = typer.Option(D_BENCH.out, "--out", "-o", help=H_BENCH["out"] + " Default: bench-out/BENCHMARK-TIME."),
     cache: str = typer.Option(D_BENCH.cache, "--cache", help=H_BENCH["cache"]),
-    reader_url: str = typer.Option(D_BENCH.reader_url, "--reader-url", help=H_BENCH["reader_url"]),
-    reader_model: str = typer.Option(D_BENCH.reader_model, "--reader-model", help=H_BENCH["reader_model"]),
-    reader_timeout: float = typer.Option(D_BENCH.reader_timeout, "--reader-timeout", help=H_BENCH["reader_timeout"]),
+    reader_url: str = typer.Option(D_BENCH.reader_url, "--reader-url", help=H_BENCH["reader_url"], rich_help_panel="Reader (optional)"),
+    reader_model: str = typer.Option(D_BENCH.reader_model, "--reader-model", help=H_BENCH["reader_model"], rich_help_panel="Reader (optional)"),
+    reader_timeout: float = typer.Option(D_BENCH.reader_timeout, "--reader-timeout", help=H_BENCH["reader_timeout"], rich_help_panel="Reader (optional)"),
     threads: int = typer.Option(D_BENCH.threads, "--threads", help=H_BENCH["threads"]),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results in an existing --out folder."),
 ) -> None:
@@ -338,9 +392,26 @@ def bench_cmd(
     err.print(f"results in {escape(out)} (results.json, results.md, coverage.png)", soft_wrap=True)
 
 
-def options_from(cls: type, flags: dict[str, tuple[str, ...]] | None = None) -> inspect.Signature:
-    """A Typer signature with one --option per dataclass field: its type, default and help.
+TRAIN_PANELS = {
+    "Task and data": "task task_weights data val_data length n_train n_val hard_negatives background_pool "
+                     "mined_negatives",
+    "Run": "out steps seed resume overwrite init preset model threads val_every",
+    "Optimisation": "max_steps batch_size n_envs lr adam_eps weight_decay clip warmup_updates warmup_transitions",
+    "Reinforcement learning": "tau gamma lam alpha alpha_schedule rollout_dropout soft_top",
+    "Model": "scale positions piece_tokens max_tokens train_state_layers freeze_action train_action_layers",
+}
+
+
+def panel_of(panels: dict[str, str]) -> dict[str, str]:
+    return {name: panel for panel, names in panels.items() for name in names.split()}
+
+
+def options_from(cls: type, flags: dict[str, tuple[str, ...]] | None = None,
+                 panels: dict[str, str] | None = None) -> inspect.Signature:
+    """A Typer signature with one --option per dataclass field: its type, default and help, in the
+    help panel `panels` names for it (panel title -> space-separated field names).
     Fields whose default is None ('take the preset's value') become optional options."""
+    where = panel_of(panels or {})
     hints = typing.get_type_hints(cls)
     defaults, helps, params = cls(), field_help(cls), []
     for f in dataclasses.fields(cls):
@@ -351,7 +422,8 @@ def options_from(cls: type, flags: dict[str, tuple[str, ...]] | None = None) -> 
             typ = Optional[inner]
             if inner is bool:
                 names = (f"{names[0]}/--no-{names[0][2:]}",)
-        option = typer.Option(getattr(defaults, f.name), *names, help=helps[f.name])
+        option = typer.Option(getattr(defaults, f.name), *names, help=helps[f.name],
+                              rich_help_panel=where.get(f.name))
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=typ))
     return inspect.Signature(params)
 
@@ -380,8 +452,8 @@ def train_cmd(**values: Any) -> None:
     _emit_summary(summary)
 
 
-train_cmd.__signature__ = options_from(TrainSettings)  # type: ignore[attr-defined]
-app.command("train")(train_cmd)
+train_cmd.__signature__ = options_from(TrainSettings, panels=TRAIN_PANELS)  # type: ignore[attr-defined]
+app.command("train", epilog=EXAMPLES["train"])(train_cmd)
 
 
 def main() -> None:

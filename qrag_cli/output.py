@@ -30,10 +30,24 @@ def jsonl(results: Iterable[dict[str, Any]]) -> Iterable[str]:
         yield json.dumps(r, ensure_ascii=False)
 
 
+def check_trec(ids: Iterable[str], run: str) -> None:
+    """TREC run lines are six whitespace-separated columns: a question id or run tag that is empty or
+    holds whitespace is rejected (not escaped: trec_eval would not match an escaped id to its qrels)."""
+    from .errors import InputError
+
+    if not run or any(c.isspace() for c in run):
+        raise InputError(f"--run-tag {run!r}: a TREC run tag must be non-empty and hold no whitespace")
+    for qid in ids:
+        if not qid or any(c.isspace() for c in qid):
+            raise InputError(f"question id {qid!r}: a TREC id must be non-empty and hold no whitespace "
+                             "(use --format jsonl, or ids without spaces)")
+
+
 def trec(results: Iterable[dict[str, Any]], run: str = "qrag") -> Iterable[str]:
     """`qid Q0 docno rank score run`; docno is the chunk position. trec_eval orders a run by score, so
     the score column is the reverse rank (retrieval order is the ranking of a multi-step retriever)."""
     for r in results:
+        check_trec([r["id"]], run)
         n = len(r["retrieved"])
         for rank, item in enumerate(r["retrieved"], 1):
             yield f"{r['id']} Q0 {item['chunk']} {rank} {n - rank + 1} {run}"
@@ -51,5 +65,7 @@ def text(results: Iterable[dict[str, Any]], width: int = 100) -> Iterable[str]:
         yield ""
 
 
-def render(results: list[dict[str, Any]], fmt: str) -> Iterable[str]:
-    return {"jsonl": jsonl, "text": text, "trec": trec}[fmt](results)
+def render(results: list[dict[str, Any]], fmt: str, run: str = "qrag") -> Iterable[str]:
+    if fmt == "trec":
+        return trec(results, run)
+    return {"jsonl": jsonl, "text": text}[fmt](results)

@@ -165,12 +165,12 @@ class BenchSettings:
     tasks: str = _f(
         "qa1,qa2,qa3,qa4,qa5",
         "Comma-separated tasks (babilong qa1..qa5; ruler niah_single, niah_multikey, niah_multivalue, "
-        "niah_multiquery, vt). With --benchmark ruler the babilong default means all five ruler tasks.",
+        "niah_multiquery, vt). With BENCHMARK ruler the babilong default means all five ruler tasks.",
     )
     lengths: str = _f(
         "1K,4K,32K",
         "Comma-separated context lengths (babilong 1K, 4K, 32K, 128K, 1M, 10M or a sentence count; "
-        "ruler 4K, 16K, 32K, 128K, 1M). With --benchmark ruler the babilong default means 4K,16K,32K.",
+        "ruler 4K, 16K, 32K, 128K, 1M). With BENCHMARK ruler the babilong default means 4K,16K,32K.",
     )
     n: int = _f(100, "Samples per task and length.")
     seed: int = _f(0, "Seed of the sample generator.")
@@ -184,7 +184,7 @@ class BenchSettings:
     k_dense: int = _f(0, "k of the single-step dense and BM25 top-k baselines (0: the number of steps).")
     stop_threshold: float = _f(0.5, "Q-threshold stop rule of the multi-step methods (fact F1, chunks kept).")
     data: str = _f("", "A samples file from `qrag data` to evaluate instead of generating (overrides "
-                       "--benchmark, --tasks and --lengths).")
+                       "the BENCHMARK argument, --tasks and --lengths).")
     out: str = _f("", "Output folder of results.json, settings.json and coverage.png.")
     cache: str = _f("", "Folder of the background-embedding cache (default: $QRAG_CACHE/bench).")
     reader_url: str = _f("", "OpenAI-compatible server answering from the kept chunks, e.g. "

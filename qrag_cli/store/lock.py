@@ -1,16 +1,18 @@
 """An exclusive, non-blocking lock on an index folder while something writes it.
 
-`fcntl.flock` on a hidden file beside the folder (`.NAME.lock`): the kernel releases it when the
-holder exits, even by `kill -9`, so a stale lock never needs cleaning. The file itself stays (removing
-it could let two writers lock two different files); it holds the holder's pid for the message.
+`filelock.FileLock` on a hidden file beside the folder (`.NAME.lock`): an OS lock (flock on POSIX,
+msvcrt on Windows) that the system releases when the holder exits, even by `kill -9`, so a stale
+lock never needs cleaning. The holder's pid goes to `.NAME.lock.pid` for the message (read only
+while the lock is held by someone else, so a stale pid file is harmless).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 from types import TracebackType
+
+from filelock import FileLock, Timeout
 
 from ..errors import BusyError
 
@@ -25,25 +27,23 @@ class FolderLock:
     def __init__(self, out: Path) -> None:
         self.out = out
         self.path = lock_path(out)
-        self._fd: int | None = None
+        self.pid_path = self.path.with_name(self.path.name + ".pid")
+        self._lock = FileLock(self.path, timeout=0, thread_local=False)
 
     def __enter__(self) -> FolderLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
+            self._lock.acquire()
+        except Timeout:
+            try:
+                holder = self.pid_path.read_text(encoding="utf-8").strip() or "?"
+            except OSError:
+                holder = "?"
             raise BusyError(
                 f"another qrag process (pid {holder}) is writing {self.out}: wait for it to finish or stop it"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
+        self.pid_path.write_text(f"{os.getpid()}\n", encoding="utf-8")
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        if self._lock.is_locked:
+            self._lock.release()
