@@ -183,7 +183,7 @@ def no_model(monkeypatch):
         ({"reader_url": "localhost:8000"}, "http://"),
         ({"tasks": " , "}, "empty"),
         ({"methods": "dense-topk,colbert"}, "unknown method 'colbert'"),
-        ({"methods": "qrag-trained"}, "needs --trained"),
+        ({"methods": "qrag-trained", "trained": ""}, "needs --trained"),
     ],
 )
 def test_bad_settings_fail_before_heavy_work(no_model, kw, message):
@@ -302,7 +302,7 @@ def test_reader_correct_garbage_and_down(tmp_path):
         server.shutdown()
         server.server_close()
     rows = res["results"]
-    assert {r["method"] for r in rows} == {"dense-topk", "bm25-topk", "multistep-base"}
+    assert {r["method"] for r in rows} == {"dense-topk", "bm25-topk", "multistep-base", "qrag-trained"}  # the shipped policy
     assert all(r["answer_accuracy"] == 1.0 and r["reader_failures"] == 0 and r["reader_answered"] == 3 for r in rows)
     assert res["reader"]["calls"] == 9 and res["reader"]["failures"] == 0
     path, body = handler.seen[0]
@@ -373,7 +373,7 @@ def test_run_bench_end_to_end(tmp_path):
     settings = BenchSettings(tasks="qa1,qa2", lengths="1K", n=4, threads=1,
                              cache=str(tmp_path / "cache"), out=str(tmp_path / "out"))
     res = run_bench(settings, progress=lambda stage, done, total: seen.append((stage, done, total)))
-    methods = [m for m in METHODS if m != "qrag-trained"]
+    methods = list(METHODS)  # qrag-trained: the shipped policy:default, run by default
     assert seen and seen[-1][1] == seen[-1][2]
     assert res["format"] == "qrag-bench-results" and res["methods"] == methods
     assert res["tasks"] == ["qa1", "qa2"] and res["lengths"] == ["1K"] and res["steps"] == 6 and res["k"] == 6

@@ -22,7 +22,7 @@ def test_bench_writes_results_and_prints_the_table(tmp_path):
     assert "| qa1 | 1K |" in res.stdout and "multistep-base" in res.stdout
     results = json.loads((out / "results.json").read_text())
     methods = {r["method"] for r in results["results"]}
-    assert methods == {"dense-topk", "bm25-topk", "multistep-base"}
+    assert methods == {"dense-topk", "bm25-topk", "multistep-base", "qrag-trained"}  # the shipped policy by default
     assert all(0.0 <= r["coverage"] <= 1.0 and r["n"] == 2 for r in results["results"])
     assert (out / "coverage.png").stat().st_size > 1000 and (out / "settings.json").is_file()
 

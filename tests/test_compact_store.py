@@ -31,14 +31,21 @@ def _build(tmp_path, model, name="ix"):
     return tmp_path / name
 
 
+def gen(folder):
+    """The folder of the index's current generation, where its files are."""
+    from qrag_cli.store.generations import current_folder
+
+    return current_folder(folder)
+
+
 def _strip_compact(folder):
     """Make `folder` look like an index written before the compact copy existed."""
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads((gen(folder) / "manifest.json").read_text())
     del manifest["compact"]
     for name in (DATA, META):
         del manifest["files"][name]
-        (folder / name).unlink()
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+        (gen(folder) / name).unlink()
+    (gen(folder) / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _ask(folder, question="Where did person 3 walk?"):
@@ -66,7 +73,7 @@ def test_the_build_writes_a_checksummed_compact_copy_and_the_query_uses_it(tmp_p
     from qrag_cli.store.reader import IndexReader
 
     folder = _build(tmp_path, _positional_model(tmp_path, tiny_model))
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads((gen(folder) / "manifest.json").read_text())
     assert manifest["compact"]["data"] == DATA and manifest["compact"]["format_version"] == 1
     assert {DATA, META} <= set(manifest["files"]) and "xxh3_128" in manifest["files"][DATA]
     reader = IndexReader(folder)
@@ -82,7 +89,7 @@ def test_a_damaged_compact_file_is_refused_at_open_with_exit_3(tmp_path, tiny_mo
     from qrag_cli.cli import app
 
     folder = _build(tmp_path, _positional_model(tmp_path, tiny_model))
-    path = folder / (DATA if damage == "data" else META)
+    path = gen(folder) / (DATA if damage == "data" else META)
     raw = bytearray(path.read_bytes())
     raw[-3] ^= 0x01
     path.write_bytes(bytes(raw))
@@ -98,12 +105,12 @@ def test_an_edited_but_rechecksummed_meta_file_is_still_refused(tmp_path, tiny_m
     from qrag_cli.store.reader import IndexReader
 
     folder = _build(tmp_path, _positional_model(tmp_path, tiny_model))
-    meta = json.loads((folder / META).read_text())
+    meta = json.loads((gen(folder) / META).read_text())
     meta["scale"] = meta["scale"][:-1]
-    (folder / META).write_text(json.dumps(meta))
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"][META] = file_digest(folder / META)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (gen(folder) / META).write_text(json.dumps(meta))
+    manifest = json.loads((gen(folder) / "manifest.json").read_text())
+    manifest["files"][META] = file_digest(gen(folder) / META)
+    (gen(folder) / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CorruptIndexError, match=META) as err:
         IndexReader(folder)
     assert err.value.exit_code == 3
@@ -119,8 +126,8 @@ def test_an_index_without_the_copy_answers_and_gets_one_on_first_need(tmp_path, 
     session, got = _ask(folder)
     assert got == with_copy
     assert session.retriever.compact is not None
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["compact"]["data"] == DATA and (folder / DATA).is_file()
+    manifest = json.loads((gen(folder) / "manifest.json").read_text())
+    assert manifest["compact"]["data"] == DATA and (gen(folder) / DATA).is_file()
     assert IndexReader(folder).compact is not None  # checksums recorded: the next open verifies and loads it
 
 
@@ -134,7 +141,7 @@ def test_an_index_that_cannot_be_written_answers_with_the_float16_scan(tmp_path,
         session, got = _ask(folder)
     assert session.retriever.compact is None
     assert got == with_copy
-    assert "compact" not in json.loads((folder / "manifest.json").read_text())
+    assert "compact" not in json.loads((gen(folder) / "manifest.json").read_text())
 
 
 def test_auto_is_the_exact_mode_even_on_a_large_index_with_an_ann_backend():

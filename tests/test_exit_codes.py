@@ -40,7 +40,7 @@ def test_a_closed_stdout_ends_quietly(index_dir, tiny_model):
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
 def test_stdout_on_a_full_device_is_a_one_line_error(index_dir, tiny_model):
     with open("/dev/full", "wb") as full:
-        proc = popen("query", "--index", index_dir, "--model", tiny_model, "Where is Mary?", stdout=full,
+        proc = popen("query", "--index", index_dir, "--model", tiny_model, "--steps", "2", "Where is Mary?", stdout=full,
                      stderr=subprocess.PIPE)
         stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 1

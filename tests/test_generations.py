@@ -65,7 +65,7 @@ def flatten_to_format_1(folder: Path) -> None:
 
 def leftovers(folder: Path) -> list[str]:
     found = [p.name for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}.")
-             and not p.name.endswith(".lock")]
+             and not p.name.endswith((".lock", ".lock.pid"))]  # the write lock and its holder's pid stay
     if folder.is_dir() and (folder / POINTER).exists():
         found += [p.name for p in generations(folder).values() if p != current_folder(folder)]
         found += [n for n in ("manifest.json", "vectors.npy") if (folder / n).exists()]

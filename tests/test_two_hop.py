@@ -42,7 +42,8 @@ def two_hop_index(tmp_path_factory):
 
 
 def ask(index, *args):
-    res = CliRunner().invoke(app, ["query", "--index", str(index), "--format", "jsonl", *args, QUESTION])
+    res = CliRunner().invoke(app, ["query", "--index", str(index), "--model", "default", "--format", "jsonl", *args,
+                                   QUESTION])  # the untrained base loop: what these tests are about
     assert res.exit_code == 0, res.stderr
     return [x["text"] for x in json.loads(res.stdout)["retrieved"]]
 

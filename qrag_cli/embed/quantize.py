@@ -92,7 +92,9 @@ def quantize_int8(src: Path, dst: Path, calibration: list[str], *, tokenizer: Pa
             fp32_rows = split_first_row(model)
             onnx.save(model, str(split))
             del model
-            quantize_dynamic(str(split), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+            # reduce_range: 7-bit weights. Without it, CPUs without VNNI (AVX2 only) saturate in the u8 x s8
+            # kernel (VPMADDUBSW): mean cosine to fp32 measured 0.986 instead of >= 0.99 on such a CPU
+            quantize_dynamic(str(split), str(dst), per_channel=True, weight_type=QuantType.QInt8, reduce_range=True,
                              op_types_to_quantize=["MatMul"], nodes_to_exclude=fp32_rows,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         cosine = check_against_fp32(src, dst, calibration or BUILTIN_TEXTS, tokenizer)

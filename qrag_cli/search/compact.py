@@ -118,7 +118,8 @@ def open_compact(folder: Path, entry: dict[str, Any], shape: tuple[int, int], fi
     return CompactVectors(data, *arrays, l1_max, norm_max)
 
 
-def ensure_compact(folder: Path, vectors: np.ndarray, manifest: dict[str, Any]) -> dict[str, Any] | None:
+def ensure_compact(folder: Path, vectors: np.ndarray, manifest: dict[str, Any],
+                   lock: Path | None = None) -> dict[str, Any] | None:
     """Add the compact copy to an index built without one: the files, then the manifest (atomically,
     under the index's write lock). Returns the new manifest, or None when the folder cannot be
     written (read-only, another writer busy): the caller then scans the float16 vectors."""
@@ -129,7 +130,7 @@ def ensure_compact(folder: Path, vectors: np.ndarray, manifest: dict[str, Any]) 
 
     folder = Path(folder)
     try:
-        with FolderLock(folder):
+        with FolderLock(Path(lock) if lock is not None else folder):  # the index's write lock (its root)
             current = read_manifest(folder)
             if current.get("files") != manifest.get("files"):
                 return None  # the index changed since it was opened: leave it to the next open

@@ -33,7 +33,8 @@ POINTER = "CURRENT"
 MANIFEST = "manifest.json"
 GEN_RE = re.compile(r"^gen-(\d{6,})$")
 #: the files of an index of format version 1, directly in the index folder
-LEGACY_FILES = ("settings.json", "chunks.arrow", "vectors.npy", "usearch.index", "hnsw.bin")
+LEGACY_FILES = ("settings.json", "chunks.arrow", "vectors.npy", "usearch.index", "hnsw.bin", "vectors_i8.npy",
+                "vectors_i8.json")
 #: names an index folder may hold besides generations (temporary files of atomic writes end in .tmp)
 INDEX_NAMES = frozenset({POINTER, MANIFEST, *LEGACY_FILES})
 RETRIES = 20

@@ -90,7 +90,7 @@ class IndexReader:
         if self.compact is None:
             from ..search.compact import ensure_compact, open_compact
 
-            manifest = ensure_compact(self.folder, self.vectors, self.manifest)
+            manifest = ensure_compact(self.folder, self.vectors, self.manifest, lock=self.root)
             if manifest is not None:
                 self.manifest = manifest
                 self.compact = open_compact(self.folder, manifest["compact"], self.vectors.shape, REBUILD)
