@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -249,14 +250,29 @@ def check_cached_base(m: dict[str, Any], folder: Path) -> None:
         write_json_atomic(stamp_file, stamp)
 
 
+def _made_once(dest: Path, m: dict[str, Any], folder: Path, make: Callable[[], Path]) -> Path:
+    """`dest` if a finished copy is there (its base model still the one checked), else `make()`; a
+    concurrent first use that finished first wins."""
+    if (dest / "manifest.json").is_file():
+        check_cached_base(m, folder)
+        return dest
+    try:
+        return make()
+    except OSError:
+        if (dest / "manifest.json").is_file():
+            return dest
+        raise
+
+
 def materialise(folder: Path, dest: Path | None = None) -> Path:
     """A full policy folder (state/ + action/, `rl/checkpoint.py`'s format) of the compact policy, made once
     into the cache (or `dest`); returns it."""
     m = read_manifest(folder)
     dest = dest or cache_folder(m, "torch")
-    if (dest / "manifest.json").is_file():
-        check_cached_base(m, folder)
-        return dest
+    return _made_once(dest, m, folder, lambda: _write_full(folder, m, dest))
+
+
+def _write_full(folder: Path, m: dict[str, Any], dest: Path) -> Path:
     _, weights = state_weights(folder)
     base = base_folder(m)
 
@@ -274,13 +290,7 @@ def materialise(folder: Path, dest: Path | None = None) -> Path:
                                                   "updates": m.get("updates"), "val_coverage": None,
                                                   "compact": str(folder)}, sort_keys=True)
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return build_folder(dest, fill)
-    except OSError:
-        if (dest / "manifest.json").is_file():  # a concurrent first use finished first
-            return dest
-        raise
+    return build_folder(dest, fill)
 
 
 def serving_folder(folder: Path, variant: str = "fp32", announce: Any = None) -> Path:
@@ -289,22 +299,16 @@ def serving_folder(folder: Path, variant: str = "fp32", announce: Any = None) ->
     before a slow one-time step."""
     m = read_manifest(folder)
     verified_delta(folder, m)
-    torch_folder = cache_folder(m, "torch")
     if variant == "torch":
-        return materialise(folder, torch_folder)
+        return materialise(folder)
     dest = cache_folder(m, variant)
-    if (dest / "manifest.json").is_file():
-        check_cached_base(m, folder)
-        return dest
-    if announce:
-        announce(f"exporting policy {folder.name} to ONNX ({variant}) into {dest.parent} (once)")
-    src = materialise(folder, torch_folder)
-    try:
-        return export_policy_with_base_action(src, dest, int8=variant == "int8")
-    except OSError:
-        if (dest / "manifest.json").is_file():
-            return dest
-        raise
+
+    def export() -> Path:
+        if announce:
+            announce(f"exporting policy {folder.name} to ONNX ({variant}) into {dest.parent} (once)")
+        return export_policy_with_base_action(materialise(folder), dest, int8=variant == "int8")
+
+    return _made_once(dest, m, folder, export)
 
 
 def training_record(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
