@@ -393,7 +393,7 @@ def bench_cmd(
 
 
 TRAIN_PANELS = {
-    "Task and data": "task task_weights data val_data length n_train n_val hard_negatives background_pool "
+    "Task and data": "task task_weights data val_data length n_train task_n_train n_val hard_negatives background_pool "
                      "mined_negatives",
     "Run": "out steps seed resume overwrite init preset model threads val_every",
     "Optimisation": "max_steps batch_size n_envs lr adam_eps weight_decay clip warmup_updates warmup_transitions",

@@ -227,7 +227,8 @@ class TrainSettings:
     resume: bool = _f(False, "Continue the run in --out from checkpoints/last.")
     overwrite: bool = _f(False, "Replace an existing run folder at --out.")
     init: str = _f("", "Start the encoders from another run's checkpoint folder (RUN/checkpoints/last or best, same "
-                       "base model) instead of the base model: a second learning-rate cycle, fine-tuning. The optimiser, the "
+                       "base model), a compact policy folder or policy:NAME (e.g. policy:default) instead of the "
+                       "base model: a second learning-rate cycle, fine-tuning. The optimiser, the "
                        "schedule and the counters start fresh; a frozen action encoder stays the base model's.")
     preset: str = _f("reference", "'reference' (the paper's settings) or 'cpu' (frozen action encoder, top-2 "
                                   "state layers trained, 32-token pieces, scale 4, bf16, batch 32 of 4 envs).")
@@ -235,6 +236,9 @@ class TrainSettings:
     length: str = _f("100", "Training context length: babilong, a length name or a number of background sentences; "
                             "ruler, 4K (used when this is left at 100).")
     n_train: int = _f(1000, "Training samples generated (split 'train').")
+    task_n_train: str = _f("", "Training samples per built-in task, comma-separated in --task order (default: "
+                               "--n-train each); e.g. fewer for ruler tasks, whose 4K contexts are embedded per "
+                               "sample, than for babilong tasks drawn from --background-pool.")
     n_val: int = _f(100, "Validation samples, carved from the training split (never test data).")
     hard_negatives: float = _f(0.0, "babilong: fraction of each training and validation context's background "
                                     "replaced by hard negatives (novel sentences nearest to the task's story "

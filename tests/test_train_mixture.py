@@ -133,3 +133,18 @@ def test_the_recorded_command_reproduces_the_settings():
     assert "--task babilong:qa1,babilong:qa3" in cmd and "--task-weights 1,2" in cmd and "--n-train 500" in cmd
     assert "--no-bf16" in cmd or not s.bf16
     assert "--out" not in cmd and "--threads" not in cmd
+
+
+def test_per_task_sample_counts_generate_that_many_of_each_task():
+    from qrag_cli.rl.tasks import make_samples, task_sizes
+
+    s = check(TrainSettings(task="babilong:qa1,babilong:qa2", n_train=5, task_n_train="3,2", n_val=1, out="unused"))
+    assert task_sizes(s) == {"babilong:qa1": 3, "babilong:qa2": 2}
+    train, val = make_samples(s)
+    assert Counter(x["train_task"] for x in train) == {"babilong:qa1": 3, "babilong:qa2": 2}
+    assert Counter(x["train_task"] for x in val) == {"babilong:qa1": 1, "babilong:qa2": 1}
+    assert task_sizes(check(TrainSettings(task="babilong:qa1,babilong:qa2", n_train=4, out="unused"))) == {
+        "babilong:qa1": 4, "babilong:qa2": 4}
+    for sizes, message in [("3", "1 values for 2"), ("3,x", "whole numbers"), ("3,0", "at least 1")]:
+        with pytest.raises(InputError, match=message):
+            check(TrainSettings(task="babilong:qa1,babilong:qa2", task_n_train=sizes, out="unused"))

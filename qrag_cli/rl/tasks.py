@@ -73,6 +73,23 @@ def mixture(s: TrainSettings) -> dict[str, float]:
     return {t: w / total for t, w in zip(tasks, weights)}
 
 
+def task_sizes(s: TrainSettings) -> dict[str, int]:
+    """Built-in task -> its number of training samples (`--task-n-train`, else `--n-train` for each)."""
+    tasks = task_list(s)
+    if not s.task_n_train.strip():
+        return {t: s.n_train for t in tasks}
+    try:
+        sizes = [int(n) for n in s.task_n_train.split(",")]
+    except ValueError:
+        raise InputError(f"--task-n-train {s.task_n_train!r}: give comma-separated whole numbers") from None
+    if len(sizes) != len(tasks):
+        raise InputError(f"--task-n-train has {len(sizes)} values for {len(tasks)} built-in tasks "
+                         f"({', '.join(tasks)}): give one per task, in --task order")
+    if min(sizes) < 1:
+        raise InputError("--task-n-train values must be at least 1")
+    return dict(zip(tasks, sizes))
+
+
 def task_length(s: TrainSettings, task: str) -> str:
     """The context length of one task's training samples: babilong --length; ruler 4K (its own measure)."""
     if task in RULER_TASKS and (s.length == TRAIN_DEFAULT_LENGTH or any(t in BABILONG_TASKS for t in task_list(s))):
@@ -97,7 +114,8 @@ def check(s: TrainSettings) -> TrainSettings:
     if not s.task.strip() and not s.data:
         s = replace(s, task="babilong:qa1")
     tasks = task_list(s)
-    mixture(s)  # the weights are checked now, before anything is generated
+    mixture(s)  # the weights and the per-task sizes are checked now, before anything is generated
+    task_sizes(s)
     if s.val_data and not s.data:
         raise InputError("--val-data validates a --data run: give --data too")
     for t in tasks:
@@ -165,18 +183,18 @@ def base_model_path(model: str) -> Path:
 def make_samples(s: TrainSettings) -> tuple[list[dict], list[dict]]:
     """(training, validation) samples of every task of the mixture, each tagged with its `train_task`.
 
-    Built-in tasks: `--n-train` + `--n-val` samples each, from the 'train' split (validation is the tail).
+    Built-in tasks: `--n-train` (or its `--task-n-train` entry) + `--n-val` samples each, from the 'train' split (validation is the tail).
     `--data`: the file's samples (validation: `--val-data`, else the file's last DATA_VAL_FRACTION)."""
     from ..data.generate import generate
     from ..settings import DataSettings
 
     train: list[dict] = []
     val: list[dict] = []
-    for t in task_list(s):
+    for t, n_train in task_sizes(s).items():
         bench, task = t.split(":")
         babilong = bench == "babilong"
         _, samples = generate(DataSettings(benchmark=bench, task=task, length=task_length(s, t),
-                                           n=s.n_train + s.n_val, split="train", seed=s.seed,
+                                           n=n_train + s.n_val, split="train", seed=s.seed,
                                            hard_negatives=s.hard_negatives if babilong else 0.0,
                                            background_pool=s.background_pool if babilong else 0))
         if any("context" not in x for x in samples):
@@ -184,8 +202,8 @@ def make_samples(s: TrainSettings) -> tuple[list[dict], list[dict]]:
                              "below 1200")
         for x in samples:
             x["train_task"] = t
-        train += samples[: s.n_train]
-        val += samples[s.n_train :]
+        train += samples[:n_train]
+        val += samples[n_train:]
     if s.data:
         from .user_data import read_training_file
 
