@@ -3,7 +3,7 @@
 A training context of 100 random novel sentences holds few sentences a story line could be confused
 with; a 1M-token test context holds 40,000, and the trained policy's misses there are novel sentences
 that read like a fact or the question ("Why can't I get it?" against "John got the milk.";
-docs/benchmarks.md, "qa3 in session 6"). `hard_pool` mines such sentences from the novels of a split:
+docs/experiments.md, "qa3 in round 6"). `hard_pool` mines such sentences from the novels of a split:
 
 - candidates: `POOL_CANDIDATES` sentences of the split's novels (the background draw
   ``BackgroundStream(split, "hard-negatives")``, so the same novels the contexts come from);

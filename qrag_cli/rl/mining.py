@@ -2,7 +2,7 @@
 
 A training context holds 100 novel sentences; a 1M-token test context 40,000, and the trained qa3
 policies lose their 1M misses (and most of their 32K ones) to novel sentences that their *state
-vectors* score above a supporting line (docs/benchmarks.md, "qa3 in session 6"). Hard negatives mined
+vectors* score above a supporting line (docs/experiments.md, "qa3 in round 6"). Hard negatives mined
 by the base model (`data/negatives.py`) did not change that: what confuses the policy moves with the
 policy. So, when a training episode starts, `NegativeMiner` encodes its question (and the question with
 each supporting line: the states of a good episode's first steps) with the current online state

@@ -4,7 +4,7 @@ Runs the trainer's validation (the inference loop, greedy, the episode's steps) 
 first `--n` samples the run trained on and on `--n` held-out samples of the same generator (the
 validation tail, never trained on), so the two differ only in whether the policy has seen them.
 
-    python benchmarks/train_vs_heldout.py --checkpoint RUN/checkpoints/last --n 100
+    python benchmarks/research/train_vs_heldout.py --checkpoint RUN/checkpoints/last --n 100
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the per-context embedding (`QNet.embed_chunks` on each context, what the trainer
 trainer's, over the same training samples, and reports the lowest cosine between the two (bf16
 autocast: batches of other texts pad differently).
 
-    python benchmarks/frozen_cache.py --task babilong:qa3 --n-train 1000 --hard-negatives 0.2 --threads 2
+    python benchmarks/research/frozen_cache.py --task babilong:qa3 --n-train 1000 --hard-negatives 0.2 --threads 2
 """
 
 from __future__ import annotations

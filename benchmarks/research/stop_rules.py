@@ -9,7 +9,7 @@ F1 (kept chunks against the support) and the mean number of chunks kept:
 - ``each``: keep every step scoring at least T (not only a prefix);
 - ``relative``: ``prefix`` with T times the best score of the trajectory as the threshold.
 
-    python benchmarks/stop_rules.py vt.jsonl mk.jsonl --steps 5 --thresholds 0.3,0.4,0.5,0.6
+    python benchmarks/research/stop_rules.py vt.jsonl mk.jsonl --steps 5 --thresholds 0.3,0.4,0.5,0.6
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's qrag_cli
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's qrag_cli
 
 from qrag_cli.bench import baselines as bl  # noqa: E402
 from qrag_cli.bench.contexts import ContextBuilder  # noqa: E402

@@ -6,7 +6,7 @@ For validation samples of the run's own task, prints each chunk that picks up th
 its bucket, whether it is a supporting fact, and Q(s_0, a; p) for p = 0, 3, ..., 18. A policy that
 prefers the latest evidence shows Q rising with p.
 
-    python benchmarks/position_preference.py --run /tmp/runs/qa2c --n 10
+    python benchmarks/research/position_preference.py --run /tmp/runs/qa2c --n 10
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Builds the graph over the first N - k rows of an index's vectors (untimed), then
 (a) a full build over all N rows and (b) loading the prefix graph and adding the k new rows, and
 checks recall@10 of both against exact search for queries among the old and among the new rows.
 
-    python benchmarks/append_graph.py --vectors /tmp/qrag-bench/ix-1000k-usearch/vectors.npy --new 5000
+    python benchmarks/research/append_graph.py --vectors /tmp/qrag-bench/ix-1000k-usearch/vectors.npy --new 5000
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Exact positional search: usearch's float16 kernel against NumPy's float16 path, same run.
 
-    python benchmarks/exact_scan.py --vectors /tmp/q10m3/ix-gutenberg-usearch/vectors.npy --states 10
+    python benchmarks/research/exact_scan.py --vectors /tmp/q10m3/ix-gutenberg-usearch/vectors.npy --states 10
 
 `exact_rotary_search` with integer positions on a memory-mapped float16 matrix (an index's
 `vectors.npy`), random states, retrieved sets of 0, 1, 2 and 5 chunks. The NumPy path is the same

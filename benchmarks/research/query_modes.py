@@ -1,6 +1,6 @@
 """Exact vs approximate positional search through `qrag query`'s own session, on a built index.
 
-    python benchmarks/query_modes.py --index /tmp/q10m/ix-gutenberg-usearch --model /tmp/pol-int8 --steps 4
+    python benchmarks/research/query_modes.py --index /tmp/q10m/ix-gutenberg-usearch --model /tmp/pol-int8 --steps 4
 
 A model with rotary positions (a trained policy; one whose action encoder is the index's model can
 query an index built with the base model) answers the same questions with `--positional exact` and

@@ -6,7 +6,7 @@ open and after querying, then steady single-query throughput and recall@10 again
 several ef values. faiss ``IndexHNSWFlat`` opened with ``IO_FLAG_MMAP_IFC`` is measured too when
 faiss is installed (comparison only; qrag does not depend on it).
 
-    /work/venv/bin/python benchmarks/backends.py --n 50000 --json bench-out/backends.json
+    /work/venv/bin/python benchmarks/research/backends.py --n 50000 --json bench-out/backends.json
 
 Vectors are cached under --cache (default /tmp/qrag-bench) so reruns skip the embedding.
 ``--synthetic N`` grows the real vectors to N with small-noise copies (a scale test, not a quality test).
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from qrag_cli.search.exact import ExactBackend  # noqa: E402

@@ -6,7 +6,7 @@ over the samples whose support was not all retrieved: how many retrieved a backg
 sentence, and the retrieved chunks that were background overall. `--show` prints the first misses
 with their supporting facts and the six retrieved chunks (F: a story line, BG: a novel sentence).
 
-    python benchmarks/misses.py --policy /tmp/pol-qa3 --task qa3 --length 1M --n 100 --show 4
+    python benchmarks/research/misses.py --policy /tmp/pol-qa3 --task qa3 --length 1M --n 100 --show 4
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ story. This counts, over generated qa3 samples (no model, no novels): how often 
 the object is mentioned again after the last supporting line, how many gets of the object by the
 same actor precede the supporting one, and the support sizes.
 
-    python benchmarks/qa3_support_order.py --n 2000 --seed 7
+    python benchmarks/research/qa3_support_order.py --n 2000 --seed 7
 """
 
 from __future__ import annotations
