@@ -68,3 +68,15 @@ class StorageError(QragError):
     """The output cannot be written: disk full, no permission, read-only file system."""
 
     exit_code = EXIT_RUNTIME
+
+
+class MissingExtraError(QragError):
+    """An option needs an optional dependency that is not installed (`--ray` without `qrag-cli[ray]`)."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class ClusterError(QragError):
+    """The Ray cluster cannot be reached, or its workers failed beyond their retries."""
+
+    exit_code = EXIT_RUNTIME
