@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +31,8 @@ from .store.reader import IndexReader
 if TYPE_CHECKING:  # the build pipeline is imported only by index(): queries start faster without it
     from .build import BuildProgress, BuildReport
 
-__all__ = ["Hit", "Index", "Question", "QuerySession", "Result", "build", "export", "index", "open_index",
-           "open_session", "parse_questions"]
+__all__ = ["Hit", "Index", "Question", "QuerySession", "Result", "ask_batches", "build", "export", "index",
+           "open_index", "open_session", "parse_questions"]
 
 
 def index(
@@ -241,6 +241,35 @@ def _ann_settings(ann: dict[str, Any]):
 
 def open_session(settings: QuerySettings, announce: Callable[[str], None] | None = None) -> QuerySession:
     return QuerySession(settings, announce=announce)
+
+
+def capped_steps(settings: QuerySettings, chunks: int, warn: Callable[[str], None] | None = None) -> QuerySettings:
+    """`settings` with --steps capped at what an index of `chunks` chunks can give (`warn` is told)."""
+    most = max(1, chunks // max(settings.k, 1))
+    if settings.steps <= most:
+        return settings
+    if warn:
+        warn(f"--steps {settings.steps} retrieves more than the index's {chunks} chunks: capped at {most}")
+    return replace(settings, steps=most)
+
+
+def ask_batches(settings: QuerySettings, questions: Sequence[Question], *, batch: int = 64,
+                announce: Callable[[str], None] | None = None,
+                warn: Callable[[str], None] | None = None) -> Iterator[list[dict[str, Any]]]:
+    """The answers to `questions`, batch by batch in the input order (what `qrag query` prints): in this
+    process, or across Ray actors with `settings.ray` (the same batches, so the same answers)."""
+    if settings.ray:
+        from .distributed.cluster import require_ray
+        from .distributed.ray_query import ask_on_ray
+
+        settings.validate()
+        require_ray()
+        yield from ask_on_ray(settings, questions, batch=batch, announce=announce, warn=warn)
+        return
+    session = open_session(settings, announce)
+    session.settings = capped_steps(session.settings, len(session.index), warn)
+    for start in range(0, len(questions), batch):
+        yield session.ask(questions[start : start + batch])
 
 
 class Index:

@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from .corpus.chunking import iter_chunks
 from .corpus.readers import Corpus, open_corpus
 from .embed.encoder import Encoder, load_encoder
 from .embed.models import resolve_roles
+from .embed.shard_embedder import Encoded, LocalEmbedder, ShardEmbedder
 from .errors import InputError, OutputExistsError, StorageError
 from .search.compact import write_compact
 from .search.registry import build_ann, check_name
@@ -67,7 +68,7 @@ BUILD_FORMAT_VERSION = 1
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
                   errno.ENOTDIR, errno.EEXIST}
 #: settings that may differ between an interrupted build and its --resume
-RESUME_FREE = ("resume", "overwrite", "threads")
+RESUME_FREE = ("resume", "overwrite", "threads", "ray", "workers")  # --ray gives the same files
 
 
 @dataclass
@@ -137,6 +138,14 @@ def build_index(
         raise InputError("--shard-chunks and --embed-group must be at least 1")
     if settings.append and settings.overwrite:
         raise InputError("--append and --overwrite do not go together")
+    if settings.workers < 0:
+        raise InputError("--workers must be 0 (one per CPU) or more")
+    if settings.workers and not settings.ray:
+        raise InputError("--workers goes with --ray (auto or a cluster address)")
+    if settings.ray:
+        from .distributed.cluster import require_ray
+
+        require_ray()  # before any work: the one-line error saying what to install
     corpus = open_corpus(settings.corpus, on_warning=warn)
     out = Path(settings.append or settings.out) if (settings.append or settings.out) else default_out(corpus.name)
     real = out.resolve() if out.is_symlink() else out  # a symlinked index folder stays a symlink
@@ -155,15 +164,30 @@ def build_index(
             spec = encoder.spec if encoder is not None else resolve_roles(settings.model)[1]  # chunks: action side
             if base is not None:
                 check_model(base.manifest, spec.describe(), base.folder)
-            enc = encoder or load_encoder(spec, max_tokens=settings.max_tokens, batch_size=settings.batch_size,
-                                          threads=settings.threads, bulk=True)
-            _remove_stale_partials(real)
-            report = _Build(settings, corpus, real, enc, base, progress, warn).run()
+            emb = _embedder(settings, spec, encoder)
+            try:
+                _remove_stale_partials(real)
+                report = _Build(settings, corpus, real, emb, base, progress, warn).run()
+            finally:
+                emb.close()
             return replace(report, out=out)
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
             raise StorageError(_storage_message(exc, real)) from exc
         raise
+
+
+def _embedder(settings: IndexSettings, spec: Any, encoder: Encoder | None) -> ShardEmbedder:
+    """Ray actors with --ray (the encoder is loaded in each of them), else one encoder here."""
+    if settings.ray:
+        if encoder is not None:
+            raise InputError("--ray loads the encoder in each Ray worker: pass the model by name, not an encoder")
+        from .distributed.ray_build import RayShardEmbedder
+
+        return RayShardEmbedder(settings, spec)
+    enc = encoder or load_encoder(spec, max_tokens=settings.max_tokens, batch_size=settings.batch_size,
+                                  threads=settings.threads, bulk=True)
+    return LocalEmbedder(enc, settings.embed_group)
 
 
 def _recovered(settings: IndexSettings, out: Path, real: Path, warn: Callable[[str], None] | None) -> BuildReport | None:
@@ -216,7 +240,7 @@ def _storage_message(exc: OSError, out: Path) -> str:
 class _Build:
     """One run of a build: prepare the work folder, write the missing shards, assemble, install."""
 
-    def __init__(self, settings: IndexSettings, corpus: Corpus, out: Path, enc: Encoder, base: _Base | None,
+    def __init__(self, settings: IndexSettings, corpus: Corpus, out: Path, enc: ShardEmbedder, base: _Base | None,
                  progress: Callable[[BuildProgress], None] | None, warn: Callable[[str], None] | None) -> None:
         self.s, self.corpus, self.out, self.enc, self.base = settings, corpus, out, enc, base
         self.progress, self.warn = progress, warn
@@ -302,8 +326,10 @@ class _Build:
             st.tokens += info.tokens
             st.shards_done += 1
             self.resumed_tokens += info.tokens
-        while part := list(itertools.islice(chunks, self.s.shard_chunks)):
-            info = self._write_shard(len(shards), part, last_doc)
+        first = len(shards)
+        parts = enumerate(iter(lambda: list(itertools.islice(chunks, self.s.shard_chunks)), []), first)
+        for number, part, encoded in self.enc.shards(parts):
+            info = self._write_shard(number, part, last_doc, encoded)
             shards.append(info)
             last_doc = info.last_doc
             st.shards_done += 1
@@ -312,16 +338,15 @@ class _Build:
             raise InputError(f"empty corpus: no text to index in {self.s.corpus}")
         return shards
 
-    def _write_shard(self, number: int, part: list, last_doc: str | None) -> ShardInfo:
+    def _write_shard(self, number: int, part: list, last_doc: str | None, encoded: Iterable[Encoded]) -> ShardInfo:
         arrow, npy, _ = self.store.names(number)
         writer = IndexWriter(self.store.dir, self.enc.spec.dim, chunks_name=arrow, vectors_name=npy,
                              last_doc=last_doc)
         digest = RowDigest()
         try:
             group = self.s.embed_group  # sorted by length per call: 8,192 pads less than 1,024 (+19% tokens/s)
-            for lo in range(0, len(part), group):
+            for lo, (vectors, tokens) in zip(range(0, len(part), group), encoded, strict=True):
                 chunks = part[lo : lo + group]
-                vectors, tokens = self.enc.encode_texts([c.text for c in chunks])
                 writer.add(chunks, vectors, tokens)
                 digest.update(chunks)
                 self.state.chunks += len(chunks)
@@ -388,7 +413,8 @@ class _Build:
             files=files,
             compact=compact,
             build={"seconds": round(t_ann - t0, 3), "embed_engine": self.enc.engine, "shards": len(shards),
-                   "shard_chunks": s.shard_chunks, "shards_resumed": self.state.shards_resumed},
+                   "shard_chunks": s.shard_chunks, "shards_resumed": self.state.shards_resumed,
+                   **self.enc.record()},
         )
         write_json_atomic(work / MANIFEST, manifest)
         install(work, self.work, self.out)

@@ -69,11 +69,13 @@ EXAMPLES = {
         "qrag index docs.jsonl --out indexes/docs --chunker tokens --window 64 --overlap 16",
         "qrag index books/ --out indexes/books --resume",
         "qrag index more-books/ --append indexes/books",
+        "qrag index library/ --out indexes/library --ray auto",
     ),
     "query": examples(
         'qrag query --index indexes/demo --steps 2 "Where is the football?"',
         'qrag query --index indexes/demo --steps 1 --k 5 --format text "Who wrote the letter?"',
         "qrag query --index indexes/demo --topics topics.tsv --format trec --run-tag mine > run.trec",
+        "qrag query --index indexes/library --topics topics.tsv --ray auto > answers.jsonl",
     ),
     "export": examples(
         "qrag export --out models/minilm-onnx",
@@ -159,6 +161,8 @@ def index_cmd(
     max_tokens: int = typer.Option(D_INDEX.max_tokens, help=H_INDEX["max_tokens"]),
     threads: int = typer.Option(D_INDEX.threads, help=H_INDEX["threads"]),
     seed: int = typer.Option(D_INDEX.seed, help=H_INDEX["seed"]),
+    ray: str = typer.Option(D_INDEX.ray, "--ray", help=H_INDEX["ray"]),
+    workers: int = typer.Option(D_INDEX.workers, "--workers", help=H_INDEX["workers"]),
 ) -> None:
     """Chunk a corpus, embed it and write an on-disk index."""
     from .api import index
@@ -169,7 +173,7 @@ def index_cmd(
         chunker=ChunkerSettings(chunker, max_sentence_tokens, window, overlap),
         ann=AnnSettings(backend, m, ef_construction, ef),
         batch_size=batch_size, shard_chunks=shard_chunks, embed_group=embed_group, max_tokens=max_tokens,
-        threads=threads, seed=seed,
+        threads=threads, seed=seed, ray=ray, workers=workers,
     )
     display = BuildDisplay()
     with display.progress:
@@ -214,9 +218,11 @@ def query_cmd(
     topics: Optional[Path] = typer.Option(None, "--topics", help="Read the questions from this file: one per line, "
                                           "JSON Lines, or Pyserini topics (qid<TAB>text, e.g. topics.tsv)."),
     run_tag: str = typer.Option("qrag", "--run-tag", help="Run tag (6th column) of --format trec."),
+    ray: str = typer.Option(D_QUERY.ray, "--ray", help=H_QUERY["ray"]),
+    workers: int = typer.Option(D_QUERY.workers, "--workers", help=H_QUERY["workers"]),
 ) -> None:
     """Multi-step retrieval: print the chunks retrieved for each question."""
-    from .api import Question, open_session, parse_questions
+    from .api import Question, ask_batches, parse_questions
     from .errors import InputError
 
     if fmt not in FORMATS:
@@ -224,7 +230,7 @@ def query_cmd(
     settings = QuerySettings(
         index=str(index_dir), model=model, steps=steps, k=k, stop_threshold=stop_threshold,
         piece_tokens=piece_tokens, backend=backend, ef=ef, positional=positional, candidates=candidates,
-        threads=threads,
+        threads=threads, ray=ray, workers=workers,
     )
     if topics is not None:
         if questions:
@@ -250,14 +256,10 @@ def query_cmd(
         from .output import check_trec
 
         check_trec([q.id for q in asked], run_tag)
-    session = open_session(settings, announce=lambda msg: err.print(escape(msg)))
-    most = max(1, len(session.index) // max(k, 1))
-    if steps > most:
-        err.print(f"[yellow]warning:[/] --steps {steps} retrieves more than the index's {len(session.index)} "
-                  f"chunks: capped at {most}", soft_wrap=True)
-        session.settings = dataclasses.replace(session.settings, steps=most)
-    for start in range(0, len(asked), 64):
-        for line in render(session.ask(asked[start : start + 64]), fmt, run_tag):
+    batches = ask_batches(settings, asked, announce=lambda msg: err.print(escape(msg)),
+                          warn=lambda msg: err.print(f"[yellow]warning:[/] {escape(msg)}", soft_wrap=True))
+    for answers in batches:
+        for line in render(answers, fmt, run_tag):
             try:
                 typer.echo(line)
             except BrokenPipeError:

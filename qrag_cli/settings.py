@@ -75,6 +75,11 @@ class IndexSettings:
         0, "Seed of the HNSW build where the library takes one (hnswlib). A rebuild is byte-identical only with "
         "--threads 1; with more threads the graph depends on scheduling (results are re-scored exactly either way)."
     )
+    ray: str = _f(
+        "", "Embed the shards on a Ray cluster (needs `pip install 'qrag-cli[ray]'`): 'auto' starts or joins a local "
+        "one, an address (host:port or ray://host:10001) joins a running one. Same files as without it."
+    )
+    workers: int = _f(0, "With --ray: embedding actors, one encoder each (0: one per CPU of the cluster).")
 
 
 @dataclass(frozen=True)
@@ -99,10 +104,19 @@ class QuerySettings:
     )
     candidates: int = _f(64, "Approximate positional search: ANN candidates fetched per position range.")
     threads: int = _f(0, "CPU threads (0: all cores).")
+    ray: str = _f(
+        "", "Answer the questions on a Ray cluster (needs `pip install 'qrag-cli[ray]'`): 'auto' starts or joins a "
+        "local one, an address joins a running one; every worker opens the index, so it must see the index folder."
+    )
+    workers: int = _f(0, "With --ray: query actors, each with the index open (0: one per CPU of the cluster).")
 
     def validate(self) -> None:
         from .errors import InputError
 
+        if self.workers < 0:
+            raise InputError("--workers must be 0 (one per CPU) or more")
+        if self.workers and not self.ray:
+            raise InputError("--workers goes with --ray (auto or a cluster address)")
         if self.steps < 1:
             raise InputError("--steps must be at least 1")
         if self.k < 1:
