@@ -68,14 +68,27 @@ def connected(address: str, workers: int = 0) -> Iterator[Any]:
         ray.shutdown()
 
 
-def unwrap(ray: Any, exc: BaseException, what: str) -> BaseException:
-    """A Ray failure as qrag's error: the worker's own QragError (a model that does not load, ...) as it
-    was raised there, anything else as a ClusterError naming `what` failed."""
-    cause = getattr(exc, "cause", None)
-    seen = 0
-    while cause is not None and not isinstance(cause, QragError) and seen < 4:  # an actor's failed __init__
-        cause, seen = getattr(cause, "cause", None), seen + 1
+def unwrap(exc: BaseException, what: str) -> BaseException:
+    """A Ray failure as qrag's error: the worker's own QragError (a model that does not load, an index
+    it cannot open, ...) as it was raised there; anything else as a one-line ClusterError naming `what`."""
+    cause = getattr(exc, "cause", None)  # RayTaskError: the exception raised in the task
     if isinstance(cause, QragError):
         return cause
-    first = str(exc).strip().splitlines()
-    return ClusterError(f"{what} failed on the Ray cluster: {type(exc).__name__}: {first[-1] if first else ''}")
+    if isinstance(cause, BaseException):
+        detail = f"{type(cause).__name__}: {cause}"
+    else:  # an actor that died beyond its restarts, a lost node, ...
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return ClusterError(f"{what} failed on the Ray cluster: {' '.join(detail.split())[:400]}")
+
+
+class Deferred:
+    """An actor's failure to start (a QragError in its constructor), kept to be raised by its first task:
+    a task's exception comes back as itself, a constructor's only as a message in a dead actor's error."""
+
+    def __init__(self) -> None:
+        self.error: QragError | None = None
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error

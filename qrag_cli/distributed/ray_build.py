@@ -27,9 +27,9 @@ from typing import Any
 from ..corpus.types import Chunk
 from ..embed.models import ModelSpec
 from ..embed.shard_embedder import Encoded, Part, groups
-from ..errors import ModelMismatchError
+from ..errors import ModelMismatchError, QragError
 from ..settings import IndexSettings
-from .cluster import connected, plan, unwrap
+from .cluster import Deferred, connected, plan, unwrap
 
 RETRIES = 3  # restarts of a dead actor, and retries of the shard it was embedding
 IN_FLIGHT = 2  # shards queued per actor
@@ -43,7 +43,12 @@ def model_ref(model: str) -> str:
     return str(path.resolve()) if model not in ("", "default") and path.exists() else model
 
 
-class EmbedWorker:
+def _same_model(described: dict[str, Any]) -> dict[str, Any]:
+    """What must agree between the driver's model and a worker's (not the folder: nodes differ in paths)."""
+    return {k: v for k, v in described.items() if k != "path"}
+
+
+class EmbedWorker(Deferred):
     """The body of a Ray actor: one encoder, loaded once; embeds whole shards."""
 
     def __init__(self, model: str, described: dict[str, Any], max_tokens: int, batch_size: int, threads: int,
@@ -51,16 +56,23 @@ class EmbedWorker:
         from ..embed.encoder import load_encoder
         from ..embed.models import resolve_roles
 
-        spec = resolve_roles(model)[1]
-        if spec.describe() != described:
-            raise ModelMismatchError(f"the model {model} on Ray node {socket.gethostname()} is not the driver's "
-                                     f"(checksum {spec.describe().get('checksum')}, driver "
-                                     f"{described.get('checksum')}): give every node the same model files")
-        self.encoder = load_encoder(spec, max_tokens=max_tokens, batch_size=batch_size, threads=threads, bulk=True)
+        super().__init__()
         self.crash_once = crash_once
+        try:
+            spec = resolve_roles(model)[1]
+            if _same_model(spec.describe()) != _same_model(described):
+                raise ModelMismatchError(
+                    f"the model {model} on Ray node {socket.gethostname()} is not the driver's (checksum "
+                    f"{spec.describe().get('checksum')}, driver {described.get('checksum')}): give every node the "
+                    "same model files")
+            self.encoder = load_encoder(spec, max_tokens=max_tokens, batch_size=batch_size, threads=threads,
+                                        bulk=True)
+        except QragError as exc:
+            self.error = exc
 
     def embed(self, number: int, texts: list[list[str]]) -> tuple[int, list[tuple[Any, list[int]]], float]:
         """The shard's groups embedded in order: (number, [(float16 vectors, token counts)], seconds)."""
+        self.check()
         t0 = time.perf_counter()
         out = []
         for texts_of_group in texts:
@@ -126,7 +138,7 @@ class RayShardEmbedder:
             try:
                 done, encoded, seconds = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                raise unwrap(ray, exc, f"embedding shard {number}") from None
+                raise unwrap(exc, f"embedding shard {number}") from None
             self.stats["wait_seconds"] += time.perf_counter() - t0
             assert done == number
             load[i] -= 1

@@ -16,19 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import QuerySettings
-from .cluster import connected, plan, unwrap
+from ..errors import QragError
+from .cluster import Deferred, connected, plan, unwrap
 from .ray_build import IN_FLIGHT, RETRIES, model_ref
 
 
-class QueryWorker:
+class QueryWorker(Deferred):
     """The body of a Ray actor: one open query session (index, encoder, search backend)."""
 
     def __init__(self, settings: QuerySettings) -> None:
         from ..api import QuerySession
 
-        self.session = QuerySession(settings)
+        super().__init__()
+        try:
+            self.session = QuerySession(settings)
+        except QragError as exc:  # e.g. no index at this path on this node
+            self.error = exc
 
     def ask(self, questions: list[Any]) -> list[dict[str, Any]]:
+        self.check()
         return self.session.ask(questions)
 
 
@@ -72,7 +78,7 @@ def ask_on_ray(settings: QuerySettings, questions: Sequence[Any], *, batch: int 
                 try:
                     answers = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    raise unwrap(ray, exc, f"question batch {n + 1}") from None
+                    raise unwrap(exc, f"question batch {n + 1}") from None
                 load[i] -= 1
                 n += 1
                 submit()
