@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..settings import QuerySettings
 from ..errors import QragError
+from ..settings import QuerySettings
 from .cluster import Deferred, connected, plan, unwrap
 from .ray_build import IN_FLIGHT, RETRIES, model_ref
 
