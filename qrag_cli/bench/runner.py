@@ -80,7 +80,9 @@ class Plan:
 def resolve(settings: BenchSettings) -> Plan:
     """Validate the settings and resolve the defaults (no model loading, no sample generation).
 
-    A `--data` file is read and validated here, completely: a bad line fails before any heavy work.
+    A `--data` file is read and validated here, completely (each sample's size against the header's
+    length too, `data.lengths`): a bad line fails before any heavy work. Its header's benchmark, task,
+    length, n, seed and split replace the settings' (what settings.json and results.json report).
     """
     from ..data import babi, ruler
     from ..data import generate as gen
@@ -107,10 +109,12 @@ def resolve(settings: BenchSettings) -> Plan:
 
     data = None
     if s.data:
-        from ..data.samples import read_samples
+        from ..data.lengths import check_lengths
+        from ..data.samples import read_numbered_samples
 
-        header, it = read_samples(s.data)
-        samples = list(it)  # validates every line now (errors name the file and line)
+        header, numbered = read_numbered_samples(s.data)
+        name = "<stdin>" if s.data == "-" else s.data
+        samples = check_lengths(header, numbered, name)  # every line validated now (errors name file and line)
         benchmark = header["benchmark"]
         if benchmark not in BENCHMARKS + ("prose",):  # prose: questions about real novels (benchmarks/data)
             raise InputError(f"{s.data}:1: unknown benchmark {benchmark!r}: use one of {', '.join(BENCHMARKS)}, prose")
@@ -146,6 +150,8 @@ def resolve(settings: BenchSettings) -> Plan:
     methods = _methods(s)
     resolved = replace(s, benchmark=benchmark, tasks=",".join(tasks), lengths=",".join(lengths), steps=steps,
                        k_dense=k, cache=str(cache), methods=",".join(methods))
+    if data is not None:  # the file's own figures, never the defaults
+        resolved = replace(resolved, n=data[0]["n"], seed=data[0]["seed"], split=data[0]["split"])
     return Plan(resolved, benchmark, tasks, lengths, steps, k, cache, methods, data)
 
 
