@@ -252,62 +252,67 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
 
     rows: list[dict[str, Any]] = []
     per_sample: list[dict[str, Any]] = []  # one row per (sample, method): per_sample.py
-    groups = plan.groups()
-    for gi, (task, length) in enumerate(groups, start=1):
-        stage = f"{task} {length} ({gi}/{len(groups)})"
-        if plan.data is not None:
-            samples = plan.data[1]
-        else:
-            report(f"generate {task} {length}", 0, s.n)
-            _, samples = generate(_data_settings(s, plan.benchmark, task, length))
-        accs = {m: Acc() for m in methods}
-        # Shared backgrounds first, so their embedding is reported (and timed) on its own.
-        for ref in {repr(sorted(x["background"].items())): x["background"] for x in samples if "background" in x}.values():
-            for b in {id(b): b for b in builders.values()}.values():
-                b.background(ref)
-        for i, sample in enumerate(samples):
-            texts = materialise(sample)
-            support = list(sample["support"])
-            q = sample["question"]
-            found: dict[str, bl.MethodResult] = {}
-            cost: dict[str, tuple[float, int | None]] = {}  # build seconds, sentences embedded
-            built: dict[int, Any] = {}  # a builder shared by two methods builds each context once
-            for key, builder in builders.items():
-                if id(builder) not in built:
-                    built[id(builder)] = builder.build(sample, texts)
-                ctx, build_s, new = built[id(builder)]
-                retr = bl.retriever_for(state_encoders[key], ctx)
-                if key == "base":
-                    if bl.DENSE in methods:
-                        found[bl.DENSE] = bl.dense_topk(retr, q, plan.k)
-                        cost[bl.DENSE] = (build_s, new)
-                    if bl.MULTISTEP in methods:
-                        found[bl.MULTISTEP] = bl.multistep(retr, q, plan.steps, threshold)
-                        cost[bl.MULTISTEP] = (build_s, new)
-                else:
-                    found[bl.TRAINED] = bl.multistep(retr, q, plan.steps, threshold)
-                    cost[bl.TRAINED] = (build_s, new)
-            if bl.BM25 in methods:
-                model, build_s = bm25.index(texts)
-                found[bl.BM25] = bm25.topk(model, len(texts), q, plan.k)
-                cost[bl.BM25] = (build_s, None)
-            for m in methods:  # rows in the order of the methods
-                r = found[m]
-                accs[m].add(r, support, *cost[m])
-                row = sample_row(sample, task, length, m, r, texts, *cost[m])
-                kept_texts = [texts[p] for p in sorted(r.kept)]
-                if is_ruler:
-                    row["string_match"] = string_match_all(" ".join(kept_texts), sample.get("answers") or [sample["answer"]])
-                    accs[m].string_match.append(row["string_match"])
-                if reader is not None:
-                    output = reader.answer(q, kept_texts)
-                    accs[m].outputs.append(output)
-                    row["reader_output"] = output
-                    row["answer_score"] = None if output is None else answer_score(output, sample)
-                per_sample.append(row)
-            report(stage, i + 1, len(samples))
-        for m in methods:
-            rows.append(aggregate_row(m, task, length, accs[m], samples, is_ruler, reader is not None))
+    unique_builders = list({id(b): b for b in builders.values()}.values())
+    try:
+        groups = plan.groups()
+        for gi, (task, length) in enumerate(groups, start=1):
+            stage = f"{task} {length} ({gi}/{len(groups)})"
+            if plan.data is not None:
+                samples = plan.data[1]
+            else:
+                report(f"generate {task} {length}", 0, s.n)
+                _, samples = generate(_data_settings(s, plan.benchmark, task, length))
+            accs = {m: Acc() for m in methods}
+            # Shared backgrounds first, so their embedding is reported (and timed) on its own.
+            for ref in {repr(sorted(x["background"].items())): x["background"] for x in samples if "background" in x}.values():
+                for b in {id(b): b for b in builders.values()}.values():
+                    b.background(ref)
+            for i, sample in enumerate(samples):
+                texts = materialise(sample)
+                support = list(sample["support"])
+                q = sample["question"]
+                found: dict[str, bl.MethodResult] = {}
+                cost: dict[str, tuple[float, int | None]] = {}  # build seconds, sentences embedded
+                built: dict[int, Any] = {}  # a builder shared by two methods builds each context once
+                for key, builder in builders.items():
+                    if id(builder) not in built:
+                        built[id(builder)] = builder.build(sample, texts)
+                    ctx, build_s, new = built[id(builder)]
+                    retr = bl.retriever_for(state_encoders[key], ctx)
+                    if key == "base":
+                        if bl.DENSE in methods:
+                            found[bl.DENSE] = bl.dense_topk(retr, q, plan.k)
+                            cost[bl.DENSE] = (build_s, new)
+                        if bl.MULTISTEP in methods:
+                            found[bl.MULTISTEP] = bl.multistep(retr, q, plan.steps, threshold)
+                            cost[bl.MULTISTEP] = (build_s, new)
+                    else:
+                        found[bl.TRAINED] = bl.multistep(retr, q, plan.steps, threshold)
+                        cost[bl.TRAINED] = (build_s, new)
+                if bl.BM25 in methods:
+                    model, build_s = bm25.index(texts)
+                    found[bl.BM25] = bm25.topk(model, len(texts), q, plan.k)
+                    cost[bl.BM25] = (build_s, None)
+                for m in methods:  # rows in the order of the methods
+                    r = found[m]
+                    accs[m].add(r, support, *cost[m])
+                    row = sample_row(sample, task, length, m, r, texts, *cost[m])
+                    kept_texts = [texts[p] for p in sorted(r.kept)]
+                    if is_ruler:
+                        row["string_match"] = string_match_all(" ".join(kept_texts), sample.get("answers") or [sample["answer"]])
+                        accs[m].string_match.append(row["string_match"])
+                    if reader is not None:
+                        output = reader.answer(q, kept_texts)
+                        accs[m].outputs.append(output)
+                        row["reader_output"] = output
+                        row["answer_score"] = None if output is None else answer_score(output, sample)
+                    per_sample.append(row)
+                report(stage, i + 1, len(samples))
+            for m in methods:
+                rows.append(aggregate_row(m, task, length, accs[m], samples, is_ruler, reader is not None))
+    finally:  # what was embedded is kept, even when the run fails half-way
+        for b in unique_builders:
+            b.flush()
 
     unique = {id(b): (key, b) for key, b in reversed(list(builders.items()))}.values()
     backgrounds = [{"model": key, **d} for key, b in unique for d in b.backgrounds]
@@ -323,6 +328,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         "settings": to_dict(s), "models": models,
         "results": rows, "averages": averages(rows, methods, plan.lengths), "samples": per_sample,
         "backgrounds": backgrounds,
+        "sentence_cache": [{"model": key, **d} for key, b in unique if (d := b.describe_sentences()) is not None],
         "background_embed_s": round(sum(b["embed_s"] for b in backgrounds), 3),
         "reader": reader.describe() if reader is not None else None,
         "versions": _versions(), "machine": _machine(threads),
