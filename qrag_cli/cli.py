@@ -90,6 +90,7 @@ EXAMPLES = {
         "qrag bench babilong --tasks qa1,qa2 --lengths 4k --n 50",
         "qrag bench ruler --tasks niah_single --lengths 16k --methods dense-topk,bm25-topk",
         "qrag bench --data qa1-4k.jsonl --out bench-out/qa1",
+        "qrag bench --show-misses --out bench-out/qa1 | jq -c '{id, method, missing}'",
     ),
     "train": examples(
         "qrag train --task babilong:qa1 --preset cpu --out runs/qa1",
@@ -365,11 +366,18 @@ def bench_cmd(
     reader_timeout: float = typer.Option(D_BENCH.reader_timeout, "--reader-timeout", help=H_BENCH["reader_timeout"], rich_help_panel="Reader (optional)"),
     threads: int = typer.Option(D_BENCH.threads, "--threads", help=H_BENCH["threads"]),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results in an existing --out folder."),
+    show_misses: bool = typer.Option(
+        False, "--show-misses", help="Print the missed samples (a supporting chunk not retrieved) on stdout "
+        "instead of the tables: JSON Lines when piped, text on a terminal. With --out naming a finished "
+        "run (and no --overwrite), read its results.json without running again."),
 ) -> None:
     """Benchmark retrieval (BabiLong / RULER / a samples file) against dense, BM25 and untrained baselines."""
     from .bench.report import write_results
     from .bench.runner import run_bench
 
+    if show_misses and out and not overwrite and (Path(out) / "results.json").is_file():
+        _print_misses(out, None)
+        return
     out = out or f"bench-out/{'data' if data else benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
     if Path(out).exists() and not overwrite and (not Path(out).is_dir() or any(Path(out).iterdir())):
         raise OutputExistsError(f"{out} exists: choose another --out or pass --overwrite to replace its results")
@@ -390,8 +398,25 @@ def bench_cmd(
 
     with progress:
         results = run_bench(settings, on_progress)
-    typer.echo(write_results(out, results))
+    table = write_results(out, results)
     err.print(f"results in {escape(out)} (results.json, results.md, coverage.png)", soft_wrap=True)
+    if show_misses:
+        _print_misses(out, results)
+    else:
+        typer.echo(table)
+
+
+def _print_misses(out: str, results: dict[str, Any] | None) -> None:
+    """The missed samples of a run (or of the results.json in `out`) on stdout; a count on stderr."""
+    from .bench.per_sample import load_results, misses, render_misses
+
+    if results is None:
+        err.print(f"reading {escape(out)}/results.json (no new run: pass --overwrite to run again)", soft_wrap=True)
+        results = load_results(out)
+    missed = misses(results)
+    for line in render_misses(missed, resolve_format("auto", sys.stdout.isatty())):
+        typer.echo(line)
+    err.print(f"{len(missed)} missed of {len(results['samples'])} sample runs", soft_wrap=True)
 
 
 TRAIN_PANELS = {

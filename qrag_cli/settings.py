@@ -197,8 +197,8 @@ class BenchSettings:
     steps: int = _f(0, "Retrieval steps of the multi-step methods (0: the task default, 6 babilong, 5 ruler).")
     k_dense: int = _f(0, "k of the single-step dense and BM25 top-k baselines (0: the number of steps).")
     stop_threshold: float = _f(0.5, "Q-threshold stop rule of the multi-step methods (fact F1, chunks kept).")
-    data: str = _f("", "A samples file from `qrag data` to evaluate instead of generating (overrides "
-                       "the BENCHMARK argument, --tasks and --lengths).")
+    data: str = _f("", "A samples file from `qrag data` to evaluate instead of generating (its header "
+                       "overrides the BENCHMARK argument, --tasks, --lengths, --n, --seed and --split).")
     out: str = _f("", "Output folder of results.json, settings.json and coverage.png.")
     cache: str = _f("", "Folder of the background-embedding cache (default: $QRAG_CACHE/bench).")
     reader_url: str = _f("", "OpenAI-compatible server answering from the kept chunks, e.g. "

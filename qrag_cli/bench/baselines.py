@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..policy.loop import MultiStepRetriever
@@ -33,6 +33,7 @@ class MethodResult:
     retrieved: list[int]  # positions, in retrieval order
     kept: list[int]  # positions handed to a reader
     latency_s: float  # the question's retrieval time (state encodings and searches)
+    scores: list[float] = field(default_factory=list)  # of each retrieved position: Q estimate or BM25 score
 
 
 def retriever_for(encoder, ctx: MemoryContext) -> MultiStepRetriever:
@@ -47,7 +48,7 @@ def dense_topk(retriever: MultiStepRetriever, question: str, k: int) -> MethodRe
     (traj,) = retriever.run([question], steps=1, k=k)
     dt = time.perf_counter() - t0
     pos = traj.positions()
-    return MethodResult(pos, list(pos), dt)
+    return MethodResult(pos, list(pos), dt, [r.score for r in traj.retrieved])
 
 
 def multistep(retriever: MultiStepRetriever, question: str, steps: int, threshold: float | None) -> MethodResult:
@@ -55,7 +56,7 @@ def multistep(retriever: MultiStepRetriever, question: str, steps: int, threshol
     t0 = time.perf_counter()
     (traj,) = retriever.run([question], steps=steps, k=1)
     dt = time.perf_counter() - t0
-    return MethodResult(traj.positions(), traj.kept(threshold), dt)
+    return MethodResult(traj.positions(), traj.kept(threshold), dt, [r.score for r in traj.retrieved])
 
 
 class Bm25:
@@ -98,6 +99,6 @@ class Bm25:
         kk = min(k, n_chunks)
         if kk < 1:
             return MethodResult([], [], time.perf_counter() - t0)
-        docs, _ = model.retrieve(query, k=kk, show_progress=False, n_threads=1)
+        docs, scores = model.retrieve(query, k=kk, show_progress=False, n_threads=1)
         pos = [int(i) for i in docs[0]]
-        return MethodResult(pos, list(pos), time.perf_counter() - t0)
+        return MethodResult(pos, list(pos), time.perf_counter() - t0, [float(x) for x in scores[0]])

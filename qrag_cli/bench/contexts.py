@@ -1,9 +1,12 @@
 """In-memory benchmark contexts, and the on-disk cache of background embeddings.
 
 A sample's context is its chunk list (`data.samples.materialise`) with one vector per chunk. Short
-samples (1K, 4K) store their whole context: it is embedded per sample, through a per-run dictionary
-of sentence vectors (`SentenceCache`), so sentences repeated across samples, tasks and lengths (the
-same per-sample background draws, the bAbI templates) are embedded once. Long samples (>= 32K) share
+samples (1K, 4K, and the inline ``context`` of a user's file) store their whole context: it is
+embedded per sample, through a per-run dictionary of sentence vectors (`SentenceCache`) backed by the
+on-disk sentence cache (`embed.vector_cache`, ``<cache>/sentences``, keyed by model and text hash),
+so a sentence repeated across samples, tasks, lengths or runs (the same per-sample background
+draws, the bAbI templates, the same file benchmarked again) is embedded once. Fact sentences go
+through it too. Long samples (>= 32K) share
 one referenced background: its vectors are embedded once and cached on disk, and per sample only the
 fact sentences are embedded and spliced in at their positions (`splice_vectors`).
 
@@ -37,6 +40,7 @@ import numpy as np
 
 from ..atomic import write_json_atomic
 from ..embed.encoder import Encoder
+from ..embed.vector_cache import VectorCache
 from ..errors import InputError
 from ..store.reader import ChunkRecord
 
@@ -44,6 +48,8 @@ CACHE_FORMAT = "qrag-bench-background"
 CACHE_FORMAT_VERSION = 1
 #: Vectors are kept as float32 when the matrix takes at most this many bytes.
 F32_LIMIT_BYTES = 256 * 1024 * 1024
+#: Sub-folder of the cache folder holding the sentence vectors (`embed.vector_cache`).
+SENTENCE_DIR = "sentences"
 #: Background sentences embedded per encoder call (each call sorts its texts by length).
 EMBED_BLOCK = 2048
 
@@ -83,22 +89,31 @@ def _round16(x: np.ndarray) -> np.ndarray:
 
 
 class SentenceCache:
-    """Vectors of the sentences embedded so far in this run, for one encoder (text -> float32 row)."""
+    """Vectors of the sentences embedded so far in this run, for one encoder (text -> float32 row),
+    backed by the on-disk `VectorCache` when one is given (then a sentence embedded by an earlier run
+    is read, not embedded again)."""
 
-    def __init__(self, encoder: Encoder) -> None:
+    def __init__(self, encoder: Encoder, disk: VectorCache | None = None) -> None:
         self.encoder = encoder
+        self.disk = disk
         self.rows: dict[str, np.ndarray] = {}
 
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
         """float32 (n, dim) vectors of `texts` (rounded through float16) and how many were newly embedded."""
         missing = [t for t in dict.fromkeys(texts) if t not in self.rows]
+        new = 0
         if missing:
-            vecs, _ = self.encoder.encode_texts(missing)
-            for t, v in zip(missing, _round16(vecs)):
+            if self.disk is not None:
+                vecs16, new = self.disk.get(missing, lambda xs: self.encoder.encode_texts(xs)[0])
+                vecs = vecs16.astype(np.float32)
+            else:
+                vecs, _ = self.encoder.encode_texts(missing)
+                vecs, new = _round16(vecs), len(missing)
+            for t, v in zip(missing, vecs):
                 self.rows[t] = v
         if not texts:
             return np.empty((0, self.encoder.dim), dtype=np.float32), 0
-        return np.stack([self.rows[t] for t in texts]), len(missing)
+        return np.stack([self.rows[t] for t in texts]), new
 
 
 def splice_vectors(background: np.ndarray, facts: np.ndarray, positions: Sequence[int],
@@ -278,14 +293,28 @@ class ContextBuilder:
     the same length share it, so run the samples of a length together.
     """
 
-    def __init__(self, encoder: Encoder, cache_dir: str | os.PathLike, progress: Progress | None = None) -> None:
+    def __init__(self, encoder: Encoder, cache_dir: str | os.PathLike, progress: Progress | None = None,
+                 sentence_cache: bool = True) -> None:
         self.encoder = encoder
-        self.sentences = SentenceCache(encoder)
+        self.disk = (VectorCache(Path(cache_dir) / SENTENCE_DIR, model_key(encoder), encoder.dim)
+                     if sentence_cache else None)
+        self.sentences = SentenceCache(encoder, self.disk)
         self.cache = BackgroundCache(cache_dir, encoder, progress)
         self._bg_key: str | None = None
         self._bg: Background | None = None
         self._bg_vectors: np.ndarray | None = None
         self.backgrounds: list[dict[str, Any]] = []  # every background obtained, for the report
+
+    def flush(self) -> None:
+        """Write the sentence vectors embedded since the last flush to the on-disk cache."""
+        if self.disk is not None:
+            self.disk.flush()
+
+    def describe_sentences(self) -> dict[str, Any] | None:
+        """The on-disk sentence cache: its folder, texts read from it and embedded into it in this run."""
+        if self.disk is None:
+            return None
+        return {"path": str(self.disk.folder), "from_disk": self.disk.hits, "embedded": self.disk.embedded}
 
     def background(self, ref: dict[str, Any]) -> Background:
         """The (cached) vectors of a referenced background, loaded once while it stays the current one."""

@@ -16,6 +16,8 @@ method on it (`baselines`) and aggregate per (method, task, length):
 - ruler rows: ``string_match`` (RULER's string match all on the kept chunks' text);
 - with a reader: ``answer_accuracy`` (over answered calls), ``reader_answered``, ``reader_failures``.
 
+Every (sample, method) also gets a row of its own in ``samples`` (`per_sample`: retrieved positions
+and scores, supports found, chunks kept), so failures can be inspected and the aggregates recomputed.
 Background embedding is reported separately (``backgrounds``: seconds, sentences embedded, whether it
 came from the cache). Settings are validated before any heavy work (InputError listing the choices).
 """
@@ -36,7 +38,8 @@ from typing import Any
 from ..errors import InputError
 from ..settings import BenchSettings, DataSettings, to_dict
 from . import baselines as bl
-from .metrics import coverage, fact_prf, mean, median, string_match_all
+from .aggregate import Acc, aggregate_row, averages
+from .metrics import string_match_all
 
 Progress = Callable[[str, int, int], None]
 
@@ -77,7 +80,9 @@ class Plan:
 def resolve(settings: BenchSettings) -> Plan:
     """Validate the settings and resolve the defaults (no model loading, no sample generation).
 
-    A `--data` file is read and validated here, completely: a bad line fails before any heavy work.
+    A `--data` file is read and validated here, completely (each sample's size against the header's
+    length too, `data.lengths`): a bad line fails before any heavy work. Its header's benchmark, task,
+    length, n, seed and split replace the settings' (what settings.json and results.json report).
     """
     from ..data import babi, ruler
     from ..data import generate as gen
@@ -104,10 +109,12 @@ def resolve(settings: BenchSettings) -> Plan:
 
     data = None
     if s.data:
-        from ..data.samples import read_samples
+        from ..data.lengths import check_lengths
+        from ..data.samples import read_numbered_samples
 
-        header, it = read_samples(s.data)
-        samples = list(it)  # validates every line now (errors name the file and line)
+        header, numbered = read_numbered_samples(s.data)
+        name = "<stdin>" if s.data == "-" else s.data
+        samples = check_lengths(header, numbered, name)  # every line validated now (errors name file and line)
         benchmark = header["benchmark"]
         if benchmark not in BENCHMARKS + ("prose",):  # prose: questions about real novels (benchmarks/data)
             raise InputError(f"{s.data}:1: unknown benchmark {benchmark!r}: use one of {', '.join(BENCHMARKS)}, prose")
@@ -143,6 +150,8 @@ def resolve(settings: BenchSettings) -> Plan:
     methods = _methods(s)
     resolved = replace(s, benchmark=benchmark, tasks=",".join(tasks), lengths=",".join(lengths), steps=steps,
                        k_dense=k, cache=str(cache), methods=",".join(methods))
+    if data is not None:  # the file's own figures, never the defaults
+        resolved = replace(resolved, n=data[0]["n"], seed=data[0]["seed"], split=data[0]["split"])
     return Plan(resolved, benchmark, tasks, lengths, steps, k, cache, methods, data)
 
 
@@ -172,62 +181,6 @@ def _data_settings(s: BenchSettings, benchmark: str, task: str, length: str) -> 
     return DataSettings(benchmark=benchmark, task=task, length=length, n=s.n, seed=s.seed, split=s.split)
 
 
-@dataclass
-class _Acc:
-    """Per-sample figures of one method on one (task, length)."""
-
-    coverage: list[float] = field(default_factory=list)
-    precision: list[float] = field(default_factory=list)
-    recall: list[float] = field(default_factory=list)
-    f1: list[float] = field(default_factory=list)
-    kept: list[int] = field(default_factory=list)
-    retrieved: list[int] = field(default_factory=list)
-    latency: list[float] = field(default_factory=list)
-    build: list[float] = field(default_factory=list)
-    embedded: list[int] = field(default_factory=list)
-    string_match: list[float] = field(default_factory=list)
-    outputs: list[str | None] = field(default_factory=list)
-
-    def add(self, r: bl.MethodResult, support: list[int], build_s: float, embedded: int | None) -> None:
-        self.coverage.append(coverage(r.retrieved, support))
-        p, rec, f1 = fact_prf(r.kept, support)
-        self.precision.append(p)
-        self.recall.append(rec)
-        self.f1.append(f1)
-        self.kept.append(len(r.kept))
-        self.retrieved.append(len(r.retrieved))
-        self.latency.append(r.latency_s)
-        self.build.append(build_s)
-        if embedded is not None:
-            self.embedded.append(embedded)
-
-
-def _r(x: float | None, nd: int = 4) -> float | None:
-    return None if x is None else round(float(x), nd)
-
-
-def _row(method: str, task: str, length: str, a: _Acc, samples: list[dict], ruler: bool,
-         reader_on: bool) -> dict[str, Any]:
-    from .reader import answer_accuracy
-
-    row: dict[str, Any] = {
-        "method": method, "task": task, "length": length, "n": len(a.coverage),
-        "coverage": _r(mean(a.coverage)), "fact_f1": _r(mean(a.f1)), "precision": _r(mean(a.precision)),
-        "recall": _r(mean(a.recall)), "kept_mean": _r(mean(a.kept), 3), "retrieved_mean": _r(mean(a.retrieved), 3),
-        "latency_ms_median": _r(1000 * (median(a.latency) or 0.0), 3),
-        "build_ms_mean": _r(1000 * (mean(a.build) or 0.0), 3),
-        "sentences_embedded_mean": _r(mean(a.embedded), 2) if a.embedded else None,
-    }
-    if ruler:
-        row["string_match"] = _r(mean(a.string_match))
-    if reader_on:
-        answered = sum(o is not None for o in a.outputs)
-        row["answer_accuracy"] = _r(answer_accuracy(a.outputs, samples))
-        row["reader_answered"] = answered
-        row["reader_failures"] = len(a.outputs) - answered
-    return row
-
-
 def _versions() -> dict[str, str | None]:
     from .. import __version__
 
@@ -245,22 +198,6 @@ def _machine(threads: int) -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "threads": threads, "python": sys.version.split()[0]}
 
 
-def _averages(rows: list[dict], methods: list[str], lengths: list[str]) -> list[dict[str, Any]]:
-    """Per (method, length): the mean over tasks of the main figures (the paper's 'average' curve)."""
-    out = []
-    for m in methods:
-        for length in lengths:
-            sel = [r for r in rows if r["method"] == m and r["length"] == length]
-            if not sel:
-                continue
-            avg: dict[str, Any] = {"method": m, "length": length, "tasks": len(sel)}
-            for key in ("coverage", "fact_f1", "kept_mean", "latency_ms_median"):
-                vals = [r[key] for r in sel if r.get(key) is not None]
-                avg[key] = _r(mean(vals), 4)
-            out.append(avg)
-    return out
-
-
 def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict[str, Any]:
     """Run the benchmark the settings describe; returns the results dict (see module doc).
 
@@ -271,6 +208,8 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     from ..embed.encoder import load_encoder
     from ..embed.models import resolve_model, resolve_roles
     from .contexts import ContextBuilder
+    from .per_sample import sample_row
+    from .reader import answer_score
 
     t_start = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -312,54 +251,68 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     is_ruler = plan.benchmark == "ruler"
 
     rows: list[dict[str, Any]] = []
-    groups = plan.groups()
-    for gi, (task, length) in enumerate(groups, start=1):
-        stage = f"{task} {length} ({gi}/{len(groups)})"
-        if plan.data is not None:
-            samples = plan.data[1]
-        else:
-            report(f"generate {task} {length}", 0, s.n)
-            _, samples = generate(_data_settings(s, plan.benchmark, task, length))
-        accs = {m: _Acc() for m in methods}
-        # Shared backgrounds first, so their embedding is reported (and timed) on its own.
-        for ref in {repr(sorted(x["background"].items())): x["background"] for x in samples if "background" in x}.values():
-            for b in {id(b): b for b in builders.values()}.values():
-                b.background(ref)
-        for i, sample in enumerate(samples):
-            texts = materialise(sample)
-            support = list(sample["support"])
-            q = sample["question"]
-            found: dict[str, bl.MethodResult] = {}
-            built: dict[int, Any] = {}  # a builder shared by two methods builds each context once
-            for key, builder in builders.items():
-                if id(builder) not in built:
-                    built[id(builder)] = builder.build(sample, texts)
-                ctx, build_s, new = built[id(builder)]
-                retr = bl.retriever_for(state_encoders[key], ctx)
-                if key == "base":
-                    if bl.DENSE in methods:
-                        found[bl.DENSE] = r = bl.dense_topk(retr, q, plan.k)
-                        accs[bl.DENSE].add(r, support, build_s, new)
-                    if bl.MULTISTEP in methods:
-                        found[bl.MULTISTEP] = r = bl.multistep(retr, q, plan.steps, threshold)
-                        accs[bl.MULTISTEP].add(r, support, build_s, new)
-                else:
-                    found[bl.TRAINED] = r = bl.multistep(retr, q, plan.steps, threshold)
-                    accs[bl.TRAINED].add(r, support, build_s, new)
-            if bl.BM25 in methods:
-                model, build_s = bm25.index(texts)
-                found[bl.BM25] = r = bm25.topk(model, len(texts), q, plan.k)
-                accs[bl.BM25].add(r, support, build_s, None)
-            for m, r in found.items():
-                kept_texts = [texts[p] for p in sorted(r.kept)]
-                if is_ruler:
-                    accs[m].string_match.append(string_match_all(" ".join(kept_texts),
-                                                                 sample.get("answers") or [sample["answer"]]))
-                if reader is not None:
-                    accs[m].outputs.append(reader.answer(q, kept_texts))
-            report(stage, i + 1, len(samples))
-        for m in methods:
-            rows.append(_row(m, task, length, accs[m], samples, is_ruler, reader is not None))
+    per_sample: list[dict[str, Any]] = []  # one row per (sample, method): per_sample.py
+    unique_builders = list({id(b): b for b in builders.values()}.values())
+    try:
+        groups = plan.groups()
+        for gi, (task, length) in enumerate(groups, start=1):
+            stage = f"{task} {length} ({gi}/{len(groups)})"
+            if plan.data is not None:
+                samples = plan.data[1]
+            else:
+                report(f"generate {task} {length}", 0, s.n)
+                _, samples = generate(_data_settings(s, plan.benchmark, task, length))
+            accs = {m: Acc() for m in methods}
+            # Shared backgrounds first, so their embedding is reported (and timed) on its own.
+            for ref in {repr(sorted(x["background"].items())): x["background"] for x in samples if "background" in x}.values():
+                for b in {id(b): b for b in builders.values()}.values():
+                    b.background(ref)
+            for i, sample in enumerate(samples):
+                texts = materialise(sample)
+                support = list(sample["support"])
+                q = sample["question"]
+                found: dict[str, bl.MethodResult] = {}
+                cost: dict[str, tuple[float, int | None]] = {}  # build seconds, sentences embedded
+                built: dict[int, Any] = {}  # a builder shared by two methods builds each context once
+                for key, builder in builders.items():
+                    if id(builder) not in built:
+                        built[id(builder)] = builder.build(sample, texts)
+                    ctx, build_s, new = built[id(builder)]
+                    retr = bl.retriever_for(state_encoders[key], ctx)
+                    if key == "base":
+                        if bl.DENSE in methods:
+                            found[bl.DENSE] = bl.dense_topk(retr, q, plan.k)
+                            cost[bl.DENSE] = (build_s, new)
+                        if bl.MULTISTEP in methods:
+                            found[bl.MULTISTEP] = bl.multistep(retr, q, plan.steps, threshold)
+                            cost[bl.MULTISTEP] = (build_s, new)
+                    else:
+                        found[bl.TRAINED] = bl.multistep(retr, q, plan.steps, threshold)
+                        cost[bl.TRAINED] = (build_s, new)
+                if bl.BM25 in methods:
+                    model, build_s = bm25.index(texts)
+                    found[bl.BM25] = bm25.topk(model, len(texts), q, plan.k)
+                    cost[bl.BM25] = (build_s, None)
+                for m in methods:  # rows in the order of the methods
+                    r = found[m]
+                    accs[m].add(r, support, *cost[m])
+                    row = sample_row(sample, task, length, m, r, texts, *cost[m])
+                    kept_texts = [texts[p] for p in sorted(r.kept)]
+                    if is_ruler:
+                        row["string_match"] = string_match_all(" ".join(kept_texts), sample.get("answers") or [sample["answer"]])
+                        accs[m].string_match.append(row["string_match"])
+                    if reader is not None:
+                        output = reader.answer(q, kept_texts)
+                        accs[m].outputs.append(output)
+                        row["reader_output"] = output
+                        row["answer_score"] = None if output is None else answer_score(output, sample)
+                    per_sample.append(row)
+                report(stage, i + 1, len(samples))
+            for m in methods:
+                rows.append(aggregate_row(m, task, length, accs[m], samples, is_ruler, reader is not None))
+    finally:  # what was embedded is kept, even when the run fails half-way
+        for b in unique_builders:
+            b.flush()
 
     unique = {id(b): (key, b) for key, b in reversed(list(builders.items()))}.values()
     backgrounds = [{"model": key, **d} for key, b in unique for d in b.backgrounds]
@@ -373,8 +326,9 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         "benchmark": plan.benchmark, "tasks": plan.tasks, "lengths": plan.lengths, "methods": methods,
         "steps": plan.steps, "k": plan.k, "stop_threshold": threshold,
         "settings": to_dict(s), "models": models,
-        "results": rows, "averages": _averages(rows, methods, plan.lengths),
+        "results": rows, "averages": averages(rows, methods, plan.lengths), "samples": per_sample,
         "backgrounds": backgrounds,
+        "sentence_cache": [{"model": key, **d} for key, b in unique if (d := b.describe_sentences()) is not None],
         "background_embed_s": round(sum(b["embed_s"] for b in backgrounds), 3),
         "reader": reader.describe() if reader is not None else None,
         "versions": _versions(), "machine": _machine(threads),

@@ -30,6 +30,9 @@ sentences and whose `facts` list is empty). Background kinds: ``novel``
 haystacks, `ruler.background_from_ref`). A header background with ``"per_sample": true``
 describes where the stored contexts came from (each sample drew its own); otherwise it is the one
 background every sample of the file references.
+
+Header fields beyond the required ones (`HEADER_FIELDS`) are those of `OPTIONAL_HEADER_FIELDS`; any
+other field, and a background kind not in `BACKGROUND_KINDS`, is refused with the file and line.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ FORMAT = "qrag-samples"
 FORMAT_VERSION = 1
 HEADER_FIELDS = {"benchmark": str, "task": str, "length": str, "split": str, "seed": int, "n": int,
                  "background": dict}
+#: Further header fields `qrag data` and the shipped files write; any other field is refused (a typo
+#: such as "lenght" would otherwise pass unnoticed).
+OPTIONAL_HEADER_FIELDS = ("hard_negatives", "background_pool", "haystack", "tokens", "values", "hops", "prompt",
+                          "example", "keys", "novels", "source")
+BACKGROUND_KINDS = ("novel", "noise", "needle", "vt_needle", "book")
 SAMPLE_FIELDS = {"id": str, "task": str, "question": str, "answer": str}
 
 
@@ -111,7 +119,7 @@ def _check_background(ref: Any, where: str) -> int:
     elif kind == "book":
         _need(ref, "name", str, f"{where}: background")
     elif kind != "noise":
-        raise InputError(f"{where}: unknown background kind {kind!r}")
+        raise InputError(f"{where}: unknown background kind {kind!r}: use one of {', '.join(BACKGROUND_KINDS)}")
     return n
 
 
@@ -168,6 +176,13 @@ def check_header(h: Any, where: str) -> dict:
                          "regenerate the file with `qrag data`")
     for key, typ in HEADER_FIELDS.items():
         _need(h, key, typ, where)
+    unknown = sorted(set(h) - {"format", "format_version", *HEADER_FIELDS, *OPTIONAL_HEADER_FIELDS})
+    if unknown:
+        raise InputError(f"{where}: unknown header field(s) {', '.join(map(repr, unknown))}: known fields are "
+                         f"{', '.join([*HEADER_FIELDS, *OPTIONAL_HEADER_FIELDS])}")
+    kind = h["background"].get("kind", "novel")
+    if kind not in BACKGROUND_KINDS:
+        raise InputError(f"{where}: unknown background kind {kind!r}: use one of {', '.join(BACKGROUND_KINDS)}")
     return h
 
 
