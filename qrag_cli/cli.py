@@ -69,11 +69,13 @@ EXAMPLES = {
         "qrag index docs.jsonl --out indexes/docs --chunker tokens --window 64 --overlap 16",
         "qrag index books/ --out indexes/books --resume",
         "qrag index more-books/ --append indexes/books",
+        "qrag index --add-bm25 indexes/books",
     ),
     "query": examples(
         'qrag query --index indexes/demo --steps 2 "Where is the football?"',
         'qrag query --index indexes/demo --steps 1 --k 5 --format text "Who wrote the letter?"',
         "qrag query --index indexes/demo --topics topics.tsv --format trec --run-tag mine > run.trec",
+        'qrag query --index indexes/demo --steps 3 --retriever hybrid --fusion rrf "Where is the football?"',
     ),
     "export": examples(
         "qrag export --out models/minilm-onnx",
@@ -139,7 +141,7 @@ class BuildDisplay:
 @app.command("index", epilog=EXAMPLES["index"])
 @guarded
 def index_cmd(
-    corpus: str = typer.Argument(..., help=H_INDEX["corpus"]),
+    corpus: Optional[str] = typer.Argument(None, help=H_INDEX["corpus"] + " Required unless --add-bm25."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=H_INDEX["out"]),
     overwrite: bool = typer.Option(D_INDEX.overwrite, "--overwrite", help=H_INDEX["overwrite"]),
     resume: bool = typer.Option(D_INDEX.resume, "--resume", help=H_INDEX["resume"]),
@@ -159,9 +161,23 @@ def index_cmd(
     max_tokens: int = typer.Option(D_INDEX.max_tokens, help=H_INDEX["max_tokens"]),
     threads: int = typer.Option(D_INDEX.threads, help=H_INDEX["threads"]),
     seed: int = typer.Option(D_INDEX.seed, help=H_INDEX["seed"]),
+    bm25: bool = typer.Option(D_INDEX.bm25, "--bm25/--no-bm25", help=H_INDEX["bm25"]),
+    add_bm25: Optional[Path] = typer.Option(None, "--add-bm25", help=H_INDEX["add_bm25"]),
 ) -> None:
     """Chunk a corpus, embed it and write an on-disk index."""
     from .api import index
+    from .errors import InputError
+
+    if add_bm25 is not None:
+        if corpus:
+            raise InputError("--add-bm25 adds BM25 to an existing index: give no CORPUS")
+        from .api import add_bm25 as add
+
+        with err.status("adding the BM25 index"):
+            _emit_summary(add(add_bm25))
+        return
+    if not corpus:
+        raise InputError("missing CORPUS: give a file, a folder or '-' (or --add-bm25 DIR)")
 
     settings = IndexSettings(
         corpus=corpus, out=str(out) if out else "", overwrite=overwrite, resume=resume,
@@ -169,7 +185,7 @@ def index_cmd(
         chunker=ChunkerSettings(chunker, max_sentence_tokens, window, overlap),
         ann=AnnSettings(backend, m, ef_construction, ef),
         batch_size=batch_size, shard_chunks=shard_chunks, embed_group=embed_group, max_tokens=max_tokens,
-        threads=threads, seed=seed,
+        threads=threads, seed=seed, bm25=bm25,
     )
     display = BuildDisplay()
     with display.progress:
@@ -209,6 +225,11 @@ def query_cmd(
     ef: int = typer.Option(D_QUERY.ef, "--ef", help=H_QUERY["ef"]),
     positional: str = typer.Option(D_QUERY.positional, "--positional", help=H_QUERY["positional"]),
     candidates: int = typer.Option(D_QUERY.candidates, "--candidates", help=H_QUERY["candidates"]),
+    retriever: str = typer.Option(D_QUERY.retriever, "--retriever", help=H_QUERY["retriever"]),
+    fusion: str = typer.Option(D_QUERY.fusion, "--fusion", help=H_QUERY["fusion"]),
+    fusion_weight: float = typer.Option(D_QUERY.fusion_weight, "--fusion-weight", help=H_QUERY["fusion_weight"]),
+    fusion_candidates: int = typer.Option(D_QUERY.fusion_candidates, "--fusion-candidates",
+                                          help=H_QUERY["fusion_candidates"]),
     threads: int = typer.Option(D_QUERY.threads, help=H_QUERY["threads"]),
     fmt: str = typer.Option("auto", "--format", "-f", help=f"Output format: {', '.join(FORMATS)}."),
     topics: Optional[Path] = typer.Option(None, "--topics", help="Read the questions from this file: one per line, "
@@ -224,6 +245,7 @@ def query_cmd(
     settings = QuerySettings(
         index=str(index_dir), model=model, steps=steps, k=k, stop_threshold=stop_threshold,
         piece_tokens=piece_tokens, backend=backend, ef=ef, positional=positional, candidates=candidates,
+        retriever=retriever, fusion=fusion, fusion_weight=fusion_weight, fusion_candidates=fusion_candidates,
         threads=threads,
     )
     if topics is not None:
@@ -352,6 +374,7 @@ def bench_cmd(
     model: str = typer.Option(D_BENCH.model, "--model", help=H_BENCH["model"]),
     trained: str = typer.Option(D_BENCH.trained, "--trained", help=H_BENCH["trained"]),
     methods: str = typer.Option(D_BENCH.methods, "--methods", help=H_BENCH["methods"]),
+    fusion: str = typer.Option(D_BENCH.fusion, "--fusion", help=H_BENCH["fusion"]),
     steps: int = typer.Option(D_BENCH.steps, "--steps", help=H_BENCH["steps"]),
     k_dense: int = typer.Option(D_BENCH.k_dense, "--k-dense", help=H_BENCH["k_dense"]),
     stop_threshold: float = typer.Option(D_BENCH.stop_threshold, "--stop-threshold", help=H_BENCH["stop_threshold"]),
@@ -373,7 +396,7 @@ def bench_cmd(
         raise OutputExistsError(f"{out} exists: choose another --out or pass --overwrite to replace its results")
     settings = BenchSettings(
         benchmark=benchmark, tasks=tasks, lengths=lengths, n=n, seed=seed, split=split, model=model, trained=trained,
-        methods=methods,
+        methods=methods, fusion=fusion,
         steps=steps, k_dense=k_dense, stop_threshold=stop_threshold, data=data, out=out, cache=cache,
         reader_url=reader_url, reader_model=reader_model, reader_timeout=reader_timeout, threads=threads,
     )

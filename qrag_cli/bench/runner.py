@@ -156,9 +156,11 @@ def same_vectors(a: Any, b: Any) -> bool:
 
 
 def _methods(s: BenchSettings) -> list[str]:
-    known = [bl.DENSE, bl.BM25, bl.MULTISTEP, bl.TRAINED]
+    known = [bl.DENSE, bl.BM25, bl.MULTISTEP, bl.TRAINED, bl.HYBRID, bl.MULTI_HYBRID]
+    if s.fusion not in ("rrf", "score"):
+        raise InputError(f"unknown fusion {s.fusion!r}: use rrf or score")
     if not s.methods:
-        return known if s.trained else known[:3]
+        return known[:4] if s.trained else known[:3]
     chosen = _items(s.methods, "methods")
     unknown = [m for m in chosen if m not in known]
     if unknown:
@@ -179,6 +181,7 @@ class _Acc:
     coverage: list[float] = field(default_factory=list)
     precision: list[float] = field(default_factory=list)
     recall: list[float] = field(default_factory=list)
+    support_recall: list[float] = field(default_factory=list)  # of the retrieved chunks
     f1: list[float] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)
     retrieved: list[int] = field(default_factory=list)
@@ -190,6 +193,7 @@ class _Acc:
 
     def add(self, r: bl.MethodResult, support: list[int], build_s: float, embedded: int | None) -> None:
         self.coverage.append(coverage(r.retrieved, support))
+        self.support_recall.append(fact_prf(r.retrieved, support)[1])
         p, rec, f1 = fact_prf(r.kept, support)
         self.precision.append(p)
         self.recall.append(rec)
@@ -213,7 +217,7 @@ def _row(method: str, task: str, length: str, a: _Acc, samples: list[dict], rule
     row: dict[str, Any] = {
         "method": method, "task": task, "length": length, "n": len(a.coverage),
         "coverage": _r(mean(a.coverage)), "fact_f1": _r(mean(a.f1)), "precision": _r(mean(a.precision)),
-        "recall": _r(mean(a.recall)), "kept_mean": _r(mean(a.kept), 3), "retrieved_mean": _r(mean(a.retrieved), 3),
+        "recall": _r(mean(a.recall)), "support_recall": _r(mean(a.support_recall)), "kept_mean": _r(mean(a.kept), 3), "retrieved_mean": _r(mean(a.retrieved), 3),
         "latency_ms_median": _r(1000 * (median(a.latency) or 0.0), 3),
         "build_ms_mean": _r(1000 * (mean(a.build) or 0.0), 3),
         "sentences_embedded_mean": _r(mean(a.embedded), 2) if a.embedded else None,
@@ -286,7 +290,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     threads = s.threads or os.cpu_count() or 1
     encoders = {}  # chunk (action) encoders, one context builder each
     state_encoders = {}  # the encoder of each method's states
-    if bl.DENSE in methods or bl.MULTISTEP in methods:
+    if {bl.DENSE, bl.MULTISTEP, bl.HYBRID, bl.MULTI_HYBRID} & set(methods):
         encoders["base"] = state_encoders["base"] = load_encoder(resolve_model(s.model), threads=threads)
     if s.trained and bl.TRAINED in methods:
         # a policy folder, or one model for both sides; a compact policy is exported once, on first use
@@ -343,6 +347,14 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
                     if bl.MULTISTEP in methods:
                         found[bl.MULTISTEP] = r = bl.multistep(retr, q, plan.steps, threshold)
                         accs[bl.MULTISTEP].add(r, support, build_s, new)
+                    if bl.HYBRID in methods or bl.MULTI_HYBRID in methods:
+                        scorer, bm25_s = bl.bm25_scorer(texts)
+                        hyb = bl.retriever_for(state_encoders[key], ctx, scorer, s.fusion)
+                        for m, run in ((bl.HYBRID, lambda: bl.dense_topk(hyb, q, plan.k)),
+                                       (bl.MULTI_HYBRID, lambda: bl.multistep(hyb, q, plan.steps, threshold))):
+                            if m in methods:
+                                found[m] = r = run()
+                                accs[m].add(r, support, build_s + bm25_s, new)
                 else:
                     found[bl.TRAINED] = r = bl.multistep(retr, q, plan.steps, threshold)
                     accs[bl.TRAINED].add(r, support, build_s, new)
