@@ -350,10 +350,10 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
                     if bl.HYBRID in methods or bl.MULTI_HYBRID in methods:
                         scorer, bm25_s = bl.bm25_scorer(texts)
                         hyb = bl.retriever_for(state_encoders[key], ctx, scorer, s.fusion)
-                        for m, run in ((bl.HYBRID, lambda: bl.dense_topk(hyb, q, plan.k)),
-                                       (bl.MULTI_HYBRID, lambda: bl.multistep(hyb, q, plan.steps, threshold))):
+                        for m in (bl.HYBRID, bl.MULTI_HYBRID):
                             if m in methods:
-                                found[m] = r = run()
+                                found[m] = r = (bl.dense_topk(hyb, q, plan.k) if m == bl.HYBRID
+                                                else bl.multistep(hyb, q, plan.steps, threshold))
                                 accs[m].add(r, support, build_s + bm25_s, new)
                 else:
                     found[bl.TRAINED] = r = bl.multistep(retr, q, plan.steps, threshold)

@@ -34,7 +34,12 @@ from ..embed.encoder import Encoder
 from ..errors import IncompatibleError, InputError
 from ..search import hybrid
 from ..search.base import SearchBackend
-from ..search.positions import approx_rotary_search, chunk_positions, exact_rotary_search, rotate
+from ..search.positions import (
+    approx_rotary_search,
+    chunk_positions,
+    exact_rotary_search,
+    rotate,
+)
 from ..store.reader import ChunkRecord
 
 
