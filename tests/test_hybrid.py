@@ -151,3 +151,21 @@ def test_cli_hybrid_query(index_dir):
     assert len({h["chunk"] for h in row["retrieved"]}) == 2
     bad = runner.invoke(app, ["query", "--index", str(index_dir), "--retriever", "sparse", QUESTION])
     assert bad.exit_code == 2 and "unknown retriever" in bad.stderr
+
+
+def test_bench_hybrid_methods(tmp_path, tiny_model):
+    from qrag_cli.bench.runner import run_bench
+    from qrag_cli.settings import BenchSettings
+    from tests.test_bench import HEADER, tiny_samples, write_lines
+
+    data = write_lines(tmp_path / "tiny.jsonl", [HEADER, *tiny_samples()])
+    res = run_bench(BenchSettings(data=str(data), model=str(tiny_model), trained="", steps=3, threads=1,
+                                  cache=str(tmp_path / "cache"), fusion="score",
+                                  methods="multistep-hybrid,hybrid-topk,bm25-topk"))
+    assert res["methods"] == ["bm25-topk", "hybrid-topk", "multistep-hybrid"]
+    rows = {r["method"]: r for r in res["results"]}
+    for m in res["methods"]:
+        assert rows[m]["n"] == 3 and rows[m]["retrieved_mean"] == 3 and 0 <= rows[m]["support_recall"] <= 1
+    # the support sentence shares "Mary" and its verb with no other line but the first story line:
+    # BM25 finds it within 3, and the fusion keeps it (BM25's list is half of the fused score)
+    assert rows["bm25-topk"]["coverage"] == 1.0 and rows["hybrid-topk"]["coverage"] == 1.0

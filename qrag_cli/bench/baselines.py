@@ -30,7 +30,8 @@ MULTISTEP = "multistep-base"
 TRAINED = "qrag-trained"
 HYBRID = "hybrid-topk"
 MULTI_HYBRID = "multistep-hybrid"
-METHODS = (DENSE, BM25, MULTISTEP, TRAINED, HYBRID, MULTI_HYBRID)
+METHODS = (DENSE, BM25, MULTISTEP, TRAINED)  # run by default (TRAINED when a trained model is given)
+ON_REQUEST = (HYBRID, MULTI_HYBRID)  # run when --methods names them
 
 
 @dataclass(frozen=True)

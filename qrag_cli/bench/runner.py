@@ -156,7 +156,7 @@ def same_vectors(a: Any, b: Any) -> bool:
 
 
 def _methods(s: BenchSettings) -> list[str]:
-    known = [bl.DENSE, bl.BM25, bl.MULTISTEP, bl.TRAINED, bl.HYBRID, bl.MULTI_HYBRID]
+    known = [*bl.METHODS, *bl.ON_REQUEST]
     if s.fusion not in ("rrf", "score"):
         raise InputError(f"unknown fusion {s.fusion!r}: use rrf or score")
     if not s.methods:
