@@ -71,7 +71,7 @@ class IndexSettings:
     embed_group: int = _f(8192, "Chunks per encoder call, sorted by length before batching (a wide sort pads less).")
     max_tokens: int = _f(128, "Embedder token cap per chunk (longer chunks are truncated when embedded).")
     bm25: bool = _f(True, "Also write a BM25 index of the chunks (bm25s; for `qrag query --retriever bm25|hybrid`). "
-                          "Costs ~2% of the build time and ~15% more disk (docs/benchmarks.md).")
+                          "Under 1% of the build time (docs/benchmarks.md); --no-bm25 skips it.")
     add_bm25: str = _f("", "Add the BM25 index to this existing index (a new generation; nothing is re-embedded) "
                            "instead of building one.")
     threads: int = _f(0, "CPU threads for embedding and index build (0: all cores).")
