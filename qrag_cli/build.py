@@ -130,6 +130,8 @@ def build_index(
     encoder: Encoder | None = None,
 ) -> BuildReport:
     """Build (or extend, or resume) an index as `settings` say. Raises QragError subclasses."""
+    if settings.add_bm25:
+        raise InputError("add_bm25 is not a build: call api.add_bm25(path) (`qrag index --add-bm25 DIR`)")
     settings.chunker.validate()
     check_name(settings.ann.backend)  # before any work, not after the embedding
     if settings.batch_size < 1:
