@@ -40,6 +40,8 @@ def main() -> None:
     texts = [c.text for c in iter_chunks(open_corpus(a.corpus), ChunkerSettings())]
     chunk_cpu = time.process_time() - c0
     tok = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
     tokens = sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False))
     with tempfile.TemporaryDirectory() as tmp:
         c0, w0 = time.process_time(), time.perf_counter()
