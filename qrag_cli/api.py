@@ -31,8 +31,8 @@ from .store.reader import IndexReader
 if TYPE_CHECKING:  # the build pipeline is imported only by index(): queries start faster without it
     from .build import BuildProgress, BuildReport
 
-__all__ = ["Hit", "Index", "Question", "QuerySession", "Result", "ask_batches", "build", "export", "index",
-           "open_index", "open_session", "parse_questions"]
+__all__ = ["Hit", "Index", "Question", "QuerySession", "Result", "add_bm25", "ask_batches", "build", "export",
+           "index", "open_index", "open_session", "parse_questions"]
 
 
 def index(
@@ -149,6 +149,8 @@ class QuerySession:
         self.settings = settings
         self.index = IndexReader(Path(settings.index))
         manifest = self.index.manifest
+        if settings.retriever != "dense":
+            self.index.bm25()  # an index without BM25 fails now, before the model loads
         if encoder is None:  # a trained policy: states by its state encoder, the index by its action encoder
             self.model = settings.model or default_query_model(manifest)
             state, action = resolve_roles(self.model, announce)
@@ -169,9 +171,15 @@ class QuerySession:
             backend, self.index.folder, self.index.vectors, _ann_settings(ann),
             ef=settings.ef or None, threads=settings.threads,
         )
-        self.retriever = MultiStepRetriever(encoder, self.index, self.backend, piece_tokens=settings.piece_tokens,
-                                            positional=settings.positional, candidates=settings.candidates,
-                                            threads=settings.threads)
+        self.retriever = self._retriever(settings)
+
+    def _retriever(self, s: QuerySettings) -> MultiStepRetriever:
+        """The loop for these settings (`retriever` bm25 or hybrid: with the index's BM25, NoBm25Error without)."""
+        lexical = self.index.bm25() if s.retriever != "dense" else None
+        return MultiStepRetriever(self.encoder, self.index, self.backend, piece_tokens=s.piece_tokens,
+                                  positional=s.positional, candidates=s.candidates, threads=s.threads,
+                                  lexical=lexical, retriever=s.retriever, fusion=s.fusion,
+                                  fusion_weight=s.fusion_weight, fusion_candidates=s.fusion_candidates)
 
     def ask(self, questions: Sequence[Question | str]) -> list[dict[str, Any]]:
         """Run the loop for a batch of questions (Question objects or plain strings, numbered from 1);
@@ -179,14 +187,20 @@ class QuerySession:
         return [r.to_dict() for r in self.results(questions)]
 
     def results(self, questions: Sequence[Question | str], *, steps: int | None = None, k: int | None = None,
-                stop_threshold: float | None = None) -> list[Result]:
-        """Typed results; `steps`, `k` and `stop_threshold` override the session's settings."""
+                stop_threshold: float | None = None, retriever: str | None = None,
+                fusion: str | None = None) -> list[Result]:
+        """Typed results; `steps`, `k`, `stop_threshold`, `retriever` and `fusion` override the session's
+        settings."""
         asked = _as_questions(questions)
         s = self.settings
         steps, k = s.steps if steps is None else steps, s.k if k is None else k
         threshold = s.stop_threshold if stop_threshold is None else stop_threshold
-        replace(s, steps=steps, k=k).validate()
-        trajectories = self.retriever.run([q.text for q in asked], steps=steps, k=k)
+        run = replace(s, steps=steps, k=k, retriever=retriever or s.retriever, fusion=fusion or s.fusion)
+        run.validate()
+        loop = self.retriever
+        if (run.retriever, run.fusion) != (loop.retriever, loop.fusion):
+            loop = self._retriever(run)
+        trajectories = loop.run([q.text for q in asked], steps=steps, k=k)
         return [_result(q, t, threshold) for q, t in zip(asked, trajectories)]
 
 
@@ -237,6 +251,13 @@ def _ann_settings(ann: dict[str, Any]):
     from .settings import AnnSettings
 
     return AnnSettings(**{k: ann[k] for k in ("backend", "m", "ef_construction", "ef") if k in ann})
+
+
+def add_bm25(path: str | Path) -> dict[str, Any]:
+    """Add the BM25 index to an index built without one (`qrag index --add-bm25`); a summary dict."""
+    from .store.bm25 import add_bm25 as add
+
+    return add(Path(path))
 
 
 def open_session(settings: QuerySettings, announce: Callable[[str], None] | None = None) -> QuerySession:
@@ -294,14 +315,18 @@ class Index:
         return self._sessions[key]
 
     def search(self, questions: str | Sequence[str | Question], *, steps: int = 1, k: int = 1,
-               model: str | None = None, stop_threshold: float | None = None) -> Result | list[Result]:
-        """Multi-step retrieval: one question gives a Result, a list of questions a list (run as batches)."""
+               model: str | None = None, stop_threshold: float | None = None, retriever: str = "dense",
+               fusion: str = "rrf") -> Result | list[Result]:
+        """Multi-step retrieval: one question gives a Result, a list of questions a list (run as batches).
+
+        `retriever`: 'dense', 'bm25' or 'hybrid' (`fusion` 'rrf' or 'score'), see `qrag query --help`."""
         one = isinstance(questions, (str, Question))
         asked = _as_questions([questions] if one else list(questions))
         session = self.session(model)
         results: list[Result] = []
         for start in range(0, len(asked), 64):
-            results += session.results(asked[start : start + 64], steps=steps, k=k, stop_threshold=stop_threshold)
+            results += session.results(asked[start : start + 64], steps=steps, k=k, stop_threshold=stop_threshold,
+                                       retriever=retriever, fusion=fusion)
         return results[0] if one else results
 
 

@@ -43,6 +43,7 @@ from .errors import InputError, OutputExistsError, StorageError
 from .search.compact import write_compact
 from .search.registry import build_ann, check_name
 from .settings import IndexSettings, to_dict
+from .store.bm25 import write_index_bm25
 from .store.checksums import file_digest
 from .store.generations import finished_in, install, is_index_folder, recover
 from .store.lock import FolderLock
@@ -68,7 +69,7 @@ BUILD_FORMAT_VERSION = 1
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
                   errno.ENOTDIR, errno.EEXIST}
 #: settings that may differ between an interrupted build and its --resume
-RESUME_FREE = ("resume", "overwrite", "threads", "ray", "workers")  # --ray gives the same files
+RESUME_FREE = ("resume", "overwrite", "threads", "ray", "workers", "bm25", "add_bm25")  # --ray gives the same files; BM25 is written after the shards
 
 
 @dataclass
@@ -130,6 +131,8 @@ def build_index(
     encoder: Encoder | None = None,
 ) -> BuildReport:
     """Build (or extend, or resume) an index as `settings` say. Raises QragError subclasses."""
+    if settings.add_bm25:
+        raise InputError("add_bm25 is not a build: call api.add_bm25(path) (`qrag index --add-bm25 DIR`)")
     settings.chunker.validate()
     check_name(settings.ann.backend)  # before any work, not after the embedding
     if settings.batch_size < 1:
@@ -402,6 +405,12 @@ class _Build:
         compact = write_compact(work, np.load(work / VECTORS, mmap_mode="r"))  # int8 copy: the exact positional scan
         files = {f: file_digest(work / f)
                  for f in (CHUNKS, VECTORS, compact["data"], compact["meta"], *ann_info.get("files", []))}
+        lexical: dict[str, Any] = {}  # BM25 (--bm25; an append keeps the index's): over all chunks (global idf)
+        if s.bm25 or (base is not None and "bm25" in base.manifest):
+            t_bm25 = time.perf_counter()
+            lexical["bm25"], bm25_files = write_index_bm25(work, CHUNKS)
+            lexical["bm25"]["seconds"] = round(time.perf_counter() - t_bm25, 3)
+            files.update(bm25_files)
         manifest = new_manifest(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             seed=s.seed,
@@ -412,6 +421,7 @@ class _Build:
             store={"chunks": CHUNKS, "vectors": VECTORS, "vector_dtype": "float16"},
             files=files,
             compact=compact,
+            **lexical,
             build={"seconds": round(t_ann - t0, 3), "embed_engine": self.enc.engine, "shards": len(shards),
                    "shard_chunks": s.shard_chunks, "shards_resumed": self.state.shards_resumed,
                    **self.enc.record()},

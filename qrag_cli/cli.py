@@ -70,12 +70,14 @@ EXAMPLES = {
         "qrag index books/ --out indexes/books --resume",
         "qrag index more-books/ --append indexes/books",
         "qrag index library/ --out indexes/library --ray auto",
+        "qrag index --add-bm25 indexes/books",
     ),
     "query": examples(
         'qrag query --index indexes/demo --steps 2 "Where is the football?"',
         'qrag query --index indexes/demo --steps 1 --k 5 --format text "Who wrote the letter?"',
         "qrag query --index indexes/demo --topics topics.tsv --format trec --run-tag mine > run.trec",
         "qrag query --index indexes/library --topics topics.tsv --ray auto > answers.jsonl",
+        'qrag query --index indexes/demo --steps 3 --retriever hybrid --fusion rrf "Where is the football?"',
     ),
     "export": examples(
         "qrag export --out models/minilm-onnx",
@@ -142,7 +144,7 @@ class BuildDisplay:
 @app.command("index", epilog=EXAMPLES["index"])
 @guarded
 def index_cmd(
-    corpus: str = typer.Argument(..., help=H_INDEX["corpus"]),
+    corpus: Optional[str] = typer.Argument(None, help=H_INDEX["corpus"] + " Required unless --add-bm25."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=H_INDEX["out"]),
     overwrite: bool = typer.Option(D_INDEX.overwrite, "--overwrite", help=H_INDEX["overwrite"]),
     resume: bool = typer.Option(D_INDEX.resume, "--resume", help=H_INDEX["resume"]),
@@ -164,9 +166,23 @@ def index_cmd(
     seed: int = typer.Option(D_INDEX.seed, help=H_INDEX["seed"]),
     ray: str = typer.Option(D_INDEX.ray, "--ray", help=H_INDEX["ray"]),
     workers: int = typer.Option(D_INDEX.workers, "--workers", help=H_INDEX["workers"]),
+    bm25: bool = typer.Option(D_INDEX.bm25, "--bm25/--no-bm25", help=H_INDEX["bm25"]),
+    add_bm25: Optional[Path] = typer.Option(None, "--add-bm25", help=H_INDEX["add_bm25"]),
 ) -> None:
     """Chunk a corpus, embed it and write an on-disk index."""
     from .api import index
+    from .errors import InputError
+
+    if add_bm25 is not None:
+        if corpus:
+            raise InputError("--add-bm25 adds BM25 to an existing index: give no CORPUS")
+        from .api import add_bm25 as add
+
+        with err.status("adding the BM25 index"):
+            _emit_summary(add(add_bm25))
+        return
+    if not corpus:
+        raise InputError("missing CORPUS: give a file, a folder or '-' (or --add-bm25 DIR)")
 
     settings = IndexSettings(
         corpus=corpus, out=str(out) if out else "", overwrite=overwrite, resume=resume,
@@ -174,7 +190,7 @@ def index_cmd(
         chunker=ChunkerSettings(chunker, max_sentence_tokens, window, overlap),
         ann=AnnSettings(backend, m, ef_construction, ef),
         batch_size=batch_size, shard_chunks=shard_chunks, embed_group=embed_group, max_tokens=max_tokens,
-        threads=threads, seed=seed, ray=ray, workers=workers,
+        threads=threads, seed=seed, ray=ray, workers=workers, bm25=bm25,
     )
     display = BuildDisplay()
     with display.progress:
@@ -214,6 +230,11 @@ def query_cmd(
     ef: int = typer.Option(D_QUERY.ef, "--ef", help=H_QUERY["ef"]),
     positional: str = typer.Option(D_QUERY.positional, "--positional", help=H_QUERY["positional"]),
     candidates: int = typer.Option(D_QUERY.candidates, "--candidates", help=H_QUERY["candidates"]),
+    retriever: str = typer.Option(D_QUERY.retriever, "--retriever", help=H_QUERY["retriever"]),
+    fusion: str = typer.Option(D_QUERY.fusion, "--fusion", help=H_QUERY["fusion"]),
+    fusion_weight: float = typer.Option(D_QUERY.fusion_weight, "--fusion-weight", help=H_QUERY["fusion_weight"]),
+    fusion_candidates: int = typer.Option(D_QUERY.fusion_candidates, "--fusion-candidates",
+                                          help=H_QUERY["fusion_candidates"]),
     threads: int = typer.Option(D_QUERY.threads, help=H_QUERY["threads"]),
     fmt: str = typer.Option("auto", "--format", "-f", help=f"Output format: {', '.join(FORMATS)}."),
     topics: Optional[Path] = typer.Option(None, "--topics", help="Read the questions from this file: one per line, "
@@ -231,6 +252,7 @@ def query_cmd(
     settings = QuerySettings(
         index=str(index_dir), model=model, steps=steps, k=k, stop_threshold=stop_threshold,
         piece_tokens=piece_tokens, backend=backend, ef=ef, positional=positional, candidates=candidates,
+        retriever=retriever, fusion=fusion, fusion_weight=fusion_weight, fusion_candidates=fusion_candidates,
         threads=threads, ray=ray, workers=workers,
     )
     if topics is not None:
@@ -355,6 +377,7 @@ def bench_cmd(
     model: str = typer.Option(D_BENCH.model, "--model", help=H_BENCH["model"]),
     trained: str = typer.Option(D_BENCH.trained, "--trained", help=H_BENCH["trained"]),
     methods: str = typer.Option(D_BENCH.methods, "--methods", help=H_BENCH["methods"]),
+    fusion: str = typer.Option(D_BENCH.fusion, "--fusion", help=H_BENCH["fusion"]),
     steps: int = typer.Option(D_BENCH.steps, "--steps", help=H_BENCH["steps"]),
     k_dense: int = typer.Option(D_BENCH.k_dense, "--k-dense", help=H_BENCH["k_dense"]),
     stop_threshold: float = typer.Option(D_BENCH.stop_threshold, "--stop-threshold", help=H_BENCH["stop_threshold"]),
@@ -383,7 +406,7 @@ def bench_cmd(
         raise OutputExistsError(f"{out} exists: choose another --out or pass --overwrite to replace its results")
     settings = BenchSettings(
         benchmark=benchmark, tasks=tasks, lengths=lengths, n=n, seed=seed, split=split, model=model, trained=trained,
-        methods=methods,
+        methods=methods, fusion=fusion,
         steps=steps, k_dense=k_dense, stop_threshold=stop_threshold, data=data, out=out, cache=cache,
         reader_url=reader_url, reader_model=reader_model, reader_timeout=reader_timeout, threads=threads,
     )

@@ -42,6 +42,10 @@ class ModelMismatchError(IncompatibleError):
     """The model given is not the one the index was built with."""
 
 
+class NoBm25Error(IncompatibleError):
+    """Lexical or hybrid retrieval was asked of an index built without its BM25 index."""
+
+
 class CorruptIndexError(IncompatibleError):
     """An index file is truncated, edited or of an unknown format version."""
 

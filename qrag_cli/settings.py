@@ -70,6 +70,10 @@ class IndexSettings:
     shard_chunks: int = _f(16384, "Chunks per shard: the unit of work a resumed build does not redo.")
     embed_group: int = _f(8192, "Chunks per encoder call, sorted by length before batching (a wide sort pads less).")
     max_tokens: int = _f(128, "Embedder token cap per chunk (longer chunks are truncated when embedded).")
+    bm25: bool = _f(True, "Also write a BM25 index of the chunks (bm25s; for `qrag query --retriever bm25|hybrid`). "
+                          "Under 1% of the build time (docs/benchmarks.md); --no-bm25 skips it.")
+    add_bm25: str = _f("", "Add the BM25 index to this existing index (a new generation; nothing is re-embedded) "
+                           "instead of building one.")
     threads: int = _f(0, "CPU threads for embedding and index build (0: all cores).")
     seed: int = _f(
         0, "Seed of the HNSW build where the library takes one (hnswlib). A rebuild is byte-identical only with "
@@ -103,6 +107,14 @@ class QuerySettings:
         "first), 'approx' (ANN candidates per range, re-scored exactly; may miss the best chunk) or 'auto' (exact)."
     )
     candidates: int = _f(64, "Approximate positional search: ANN candidates fetched per position range.")
+    retriever: str = _f("dense", "What picks the chunks of each step: 'dense' (the policy), 'bm25' (BM25 of the "
+                                 "state text: the question and the chunks retrieved so far) or 'hybrid' (both "
+                                 "lists fused, see --fusion). Scores (Q values, --stop-threshold) stay the "
+                                 "policy's. bm25 and hybrid need an index with BM25 (qrag index --bm25).")
+    fusion: str = _f("rrf", "Hybrid fusion: 'rrf' (reciprocal rank, k = 60) or 'score' (scores min-max normalised "
+                            "per step over each candidate list, then weighted: see --fusion-weight).")
+    fusion_weight: float = _f(0.5, "Score fusion: weight of the dense score (BM25 gets 1 - weight).")
+    fusion_candidates: int = _f(100, "Hybrid: candidates taken from each list (dense, BM25) before fusing.")
     threads: int = _f(0, "CPU threads (0: all cores).")
     ray: str = _f(
         "", "Answer the questions on a Ray cluster (needs `pip install 'qrag-cli[ray]'`): 'auto' starts or joins a "
@@ -112,6 +124,9 @@ class QuerySettings:
 
     def validate(self) -> None:
         from .errors import InputError
+        from .search.hybrid import check
+
+        check(self.retriever, self.fusion, self.fusion_weight, self.fusion_candidates)
 
         if self.workers < 0:
             raise InputError("--workers must be 0 (one per CPU) or more")
@@ -192,8 +207,11 @@ class BenchSettings:
     model: str = _f("default", "Base embedder of the dense baselines: 'default' (all-MiniLM-L6-v2) or a folder.")
     trained: str = _f("policy:default", "The trained policy evaluated as method 'qrag-trained': the shipped "
                                         "policy:default, a compact policy or policy folder ('' : none).")
-    methods: str = _f("", "Comma-separated methods to run (empty: all): dense-topk, bm25-topk, multistep-base, "
-                      "qrag-trained (the --trained policy). BM25 re-indexes every context: slow at 10M.")
+    methods: str = _f("", "Comma-separated methods to run (empty: the first four): dense-topk, bm25-topk, "
+                      "multistep-base, qrag-trained (the --trained policy), hybrid-topk (dense and BM25 fused, "
+                      "one step), multistep-hybrid (the untrained loop with hybrid steps). BM25 re-indexes "
+                      "every context: slow at 10M.")
+    fusion: str = _f("rrf", "Fusion of the hybrid methods: 'rrf' (reciprocal rank) or 'score' (min-max, 0.5 each).")
     steps: int = _f(0, "Retrieval steps of the multi-step methods (0: the task default, 6 babilong, 5 ruler).")
     k_dense: int = _f(0, "k of the single-step dense and BM25 top-k baselines (0: the number of steps).")
     stop_threshold: float = _f(0.5, "Q-threshold stop rule of the multi-step methods (fact F1, chunks kept).")

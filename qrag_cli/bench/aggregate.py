@@ -17,6 +17,7 @@ class Acc:
     coverage: list[float] = field(default_factory=list)
     precision: list[float] = field(default_factory=list)
     recall: list[float] = field(default_factory=list)
+    support_recall: list[float] = field(default_factory=list)  # of the retrieved chunks
     f1: list[float] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)
     retrieved: list[int] = field(default_factory=list)
@@ -28,6 +29,7 @@ class Acc:
 
     def add(self, r: bl.MethodResult, support: list[int], build_s: float, embedded: int | None) -> None:
         self.coverage.append(coverage(r.retrieved, support))
+        self.support_recall.append(fact_prf(r.retrieved, support)[1])
         p, rec, f1 = fact_prf(r.kept, support)
         self.precision.append(p)
         self.recall.append(rec)
@@ -51,7 +53,8 @@ def aggregate_row(method: str, task: str, length: str, a: Acc, samples: list[dic
     row: dict[str, Any] = {
         "method": method, "task": task, "length": length, "n": len(a.coverage),
         "coverage": r4(mean(a.coverage)), "fact_f1": r4(mean(a.f1)), "precision": r4(mean(a.precision)),
-        "recall": r4(mean(a.recall)), "kept_mean": r4(mean(a.kept), 3), "retrieved_mean": r4(mean(a.retrieved), 3),
+        "recall": r4(mean(a.recall)),
+        "support_recall": r4(mean(a.support_recall)), "kept_mean": r4(mean(a.kept), 3), "retrieved_mean": r4(mean(a.retrieved), 3),
         "latency_ms_median": r4(1000 * (median(a.latency) or 0.0), 3),
         "build_ms_mean": r4(1000 * (mean(a.build) or 0.0), 3),
         "sentences_embedded_mean": r4(mean(a.embedded), 2) if a.embedded else None,

@@ -3,7 +3,10 @@
 - ``dense-topk``: single-step top-k by the base embedder (`MultiStepRetriever.run(steps=1, k=k)`);
 - ``bm25-topk``: BM25 top-k with the bm25s library (no Q score: everything retrieved is kept);
 - ``multistep-base``: the Q-RAG loop with the untrained base embedder, `steps` steps, Q-threshold stop;
-- ``qrag-trained``: the same loop with a trained model (when one is given).
+- ``qrag-trained``: the same loop with a trained model (when one is given);
+- ``hybrid-topk``: single-step top-k of the dense and BM25 lists fused (`--fusion`, `search.hybrid`);
+- ``multistep-hybrid``: the untrained loop, each step's chunk picked by that fusion (BM25 of the state
+  text), the Q values (and the stop) still the base embedder's.
 
 Dense and BM25 keep everything they retrieve; the multi-step methods keep `Trajectory.kept(threshold)`.
 Every method returns the retrieved positions (coverage), the kept positions (fact F1) and its latency.
@@ -25,7 +28,10 @@ DENSE = "dense-topk"
 BM25 = "bm25-topk"
 MULTISTEP = "multistep-base"
 TRAINED = "qrag-trained"
-METHODS = (DENSE, BM25, MULTISTEP, TRAINED)
+HYBRID = "hybrid-topk"
+MULTI_HYBRID = "multistep-hybrid"
+METHODS = (DENSE, BM25, MULTISTEP, TRAINED)  # run by default (TRAINED when a trained model is given)
+ON_REQUEST = (HYBRID, MULTI_HYBRID)  # run when --methods names them
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,22 @@ class MethodResult:
     scores: list[float] = field(default_factory=list)  # of each retrieved position: Q estimate or BM25 score
 
 
-def retriever_for(encoder, ctx: MemoryContext) -> MultiStepRetriever:
-    """The qrag loop over one in-memory context, with the exact inner-product backend."""
+def retriever_for(encoder, ctx: MemoryContext, lexical=None, fusion: str = "rrf") -> MultiStepRetriever:
+    """The qrag loop over one in-memory context, with the exact inner-product backend (with a BM25
+    scorer of the context: hybrid retrieval, `fusion` rrf or score)."""
     backend = open_backend("exact", Path("."), ctx.vectors, AnnSettings(backend="exact"))
-    return MultiStepRetriever(encoder, ctx, backend)
+    if lexical is None:
+        return MultiStepRetriever(encoder, ctx, backend)
+    return MultiStepRetriever(encoder, ctx, backend, lexical=lexical, retriever="hybrid", fusion=fusion)
+
+
+def bm25_scorer(texts: Sequence[str]):
+    """A BM25 scorer of one context's chunks (what an index's BM25 files hold), and its build seconds."""
+    from ..search.lexical import Bm25Scorer
+
+    t0 = time.perf_counter()
+    scorer = Bm25Scorer.from_texts(texts)
+    return scorer, time.perf_counter() - t0
 
 
 def dense_topk(retriever: MultiStepRetriever, question: str, k: int) -> MethodResult:

@@ -165,9 +165,11 @@ def same_vectors(a: Any, b: Any) -> bool:
 
 
 def _methods(s: BenchSettings) -> list[str]:
-    known = [bl.DENSE, bl.BM25, bl.MULTISTEP, bl.TRAINED]
+    known = [*bl.METHODS, *bl.ON_REQUEST]
+    if s.fusion not in ("rrf", "score"):
+        raise InputError(f"unknown fusion {s.fusion!r}: use rrf or score")
     if not s.methods:
-        return known if s.trained else known[:3]
+        return known[:4] if s.trained else known[:3]
     chosen = _items(s.methods, "methods")
     unknown = [m for m in chosen if m not in known]
     if unknown:
@@ -225,7 +227,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     threads = s.threads or os.cpu_count() or 1
     encoders = {}  # chunk (action) encoders, one context builder each
     state_encoders = {}  # the encoder of each method's states
-    if bl.DENSE in methods or bl.MULTISTEP in methods:
+    if {bl.DENSE, bl.MULTISTEP, bl.HYBRID, bl.MULTI_HYBRID} & set(methods):
         encoders["base"] = state_encoders["base"] = load_encoder(resolve_model(s.model), threads=threads)
     if s.trained and bl.TRAINED in methods:
         # a policy folder, or one model for both sides; a compact policy is exported once, on first use
@@ -286,6 +288,14 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
                         if bl.MULTISTEP in methods:
                             found[bl.MULTISTEP] = bl.multistep(retr, q, plan.steps, threshold)
                             cost[bl.MULTISTEP] = (build_s, new)
+                        if bl.HYBRID in methods or bl.MULTI_HYBRID in methods:
+                            scorer, bm25_s = bl.bm25_scorer(texts)
+                            hyb = bl.retriever_for(state_encoders[key], ctx, scorer, s.fusion)
+                            for m in (bl.HYBRID, bl.MULTI_HYBRID):
+                                if m in methods:
+                                    found[m] = (bl.dense_topk(hyb, q, plan.k) if m == bl.HYBRID
+                                                else bl.multistep(hyb, q, plan.steps, threshold))
+                                    cost[m] = (build_s + bm25_s, new)
                     else:
                         found[bl.TRAINED] = bl.multistep(retr, q, plan.steps, threshold)
                         cost[bl.TRAINED] = (build_s, new)

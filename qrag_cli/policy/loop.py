@@ -12,6 +12,14 @@ it picks another chunk on up to 4% of steps at 10M tokens); `"auto"` is the exac
 mode with integer positions reads the index's int8 copy of the vectors first (`compact_copy`: made on
 first need for an index written without one) and re-scores only what its error bound keeps.
 Models without positions are plain maximum-inner-product search on the backend.
+
+Lexical and hybrid retrieval (`retriever` "bm25" or "hybrid", with a `Bm25Scorer`): at every step the
+BM25 query is the state text the dense side encodes (the question, then the retrieved chunks sorted
+by position, joined by spaces; whole chunks, not capped at `piece_tokens`), already retrieved chunks
+excluded. "bm25" takes the `k` best by BM25; "hybrid" fuses the dense and the BM25 lists of the
+`fusion_candidates` best each (`search.hybrid`: reciprocal rank or min-max score fusion) and takes
+the `k` best fused. Either way the score recorded for a chunk (its Q value, what the stop threshold
+reads) is the dense policy's score of that chunk in that state.
 """
 
 from __future__ import annotations
@@ -24,8 +32,14 @@ import numpy as np
 
 from ..embed.encoder import Encoder
 from ..errors import IncompatibleError, InputError
+from ..search import hybrid
 from ..search.base import SearchBackend
-from ..search.positions import approx_rotary_search, exact_rotary_search
+from ..search.positions import (
+    approx_rotary_search,
+    chunk_positions,
+    exact_rotary_search,
+    rotate,
+)
 from ..store.reader import ChunkRecord
 
 
@@ -74,7 +88,9 @@ class MultiStepRetriever:
     """Runs the retrieval loop over an open index with an encoder and a search backend."""
 
     def __init__(self, encoder: Encoder, index: ChunkSource, backend: SearchBackend, *, piece_tokens: int = 64,
-                 positional: str = "auto", candidates: int = 64, threads: int = 0):
+                 positional: str = "auto", candidates: int = 64, threads: int = 0, lexical=None,
+                 retriever: str = "dense", fusion: str = "rrf", fusion_weight: float = 0.5,
+                 fusion_candidates: int = 100):
         self.positions = encoder.spec.pooling.positions
         if self.positions not in ("none", "int", "float"):
             raise IncompatibleError(f"model {encoder.spec.name} declares unknown positions {self.positions!r}")
@@ -82,6 +98,11 @@ class MultiStepRetriever:
             raise InputError(f"unknown positional search {positional!r}: use one of {', '.join(POSITIONAL_MODES)}")
         if candidates < 1:
             raise InputError("--candidates must be at least 1")
+        hybrid.check(retriever, fusion, fusion_weight, fusion_candidates)
+        if retriever != "dense" and lexical is None:
+            raise IncompatibleError(f"--retriever {retriever} needs a BM25 index")
+        self.retriever, self.lexical = retriever, lexical
+        self.fusion, self.fusion_weight, self.fusion_candidates = fusion, fusion_weight, fusion_candidates
         if positional == "auto":  # exact: approx misses the best chunk on some steps (docs/benchmarks.md)
             positional = "exact"
         self.positional = positional
@@ -110,7 +131,10 @@ class MultiStepRetriever:
                 break
             states = self.encoder.encode_states([self.state_text(t) for t in active], self.piece_tokens)
             exclude = [set(t.positions()) for t in active]
-            if self.positions == "none":
+            if self.retriever != "dense":
+                found = [self._fused(s, t, k) for s, t in zip(states, active)]
+                ids, scores = [f[0] for f in found], [f[1] for f in found]
+            elif self.positions == "none":
                 ids, scores = self.backend.search(states, k, exclude)
             else:
                 found = [self._positional(s, t.positions(), k) for s, t in zip(states, active)]
@@ -121,6 +145,38 @@ class MultiStepRetriever:
                         continue
                     t.retrieved.append(Retrieved(step, self.index.chunk(int(i)), float(s)))
         return trajectories
+
+    def _dense(self, state: np.ndarray, retrieved: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The dense top-k of one state (ids, scores), best first."""
+        if self.positions == "none":
+            ids, scores = self.backend.search(state[None, :], k, [retrieved])
+            return ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]
+        return self._positional(state, retrieved, k)
+
+    def dense_scores(self, state: np.ndarray, ids: np.ndarray, retrieved: list[int]) -> np.ndarray:
+        """The policy's score of the chunks `ids` in this state (with their rotary positions, if any)."""
+        rows = np.asarray(self.index.vectors[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+        if self.positions != "none":
+            p = chunk_positions(len(self.index), retrieved, integer=self.positions == "int")[ids]
+            rows = rotate(rows, p)
+        return rows @ np.asarray(state, dtype=np.float32)
+
+    def _fused(self, state: np.ndarray, t: Trajectory, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """One step of lexical or hybrid retrieval for one trajectory: ids and their dense scores."""
+        retrieved = t.positions()
+        left = len(self.index) - len(retrieved)
+        count = min(max(self.fusion_candidates, k), left)
+        bm25 = self.lexical.scores(" ".join(self.state_text(t)))
+        if self.retriever == "bm25":
+            ids = hybrid.lexical_list(bm25, retrieved, min(k, left), matching_only=False)[0]
+            return ids, self.dense_scores(state, ids, retrieved)
+        dense = self._dense(state, retrieved, count)
+        ids = hybrid.fuse(dense, hybrid.lexical_list(bm25, retrieved, count), self.fusion, self.fusion_weight)[0][:k]
+        known = dict(zip(dense[0].tolist(), dense[1].tolist()))
+        missing = np.array([i for i in ids if i not in known], dtype=np.int64)
+        if missing.size:
+            known.update(zip(missing.tolist(), self.dense_scores(state, missing, retrieved).tolist()))
+        return ids, np.array([known[int(i)] for i in ids], dtype=np.float32)
 
     def _positional(self, state: np.ndarray, retrieved: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
         integer = self.positions == "int"

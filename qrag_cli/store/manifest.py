@@ -64,7 +64,10 @@ def _check_fields(path: Path, data: dict[str, Any]) -> None:
     ann_files = data["ann"].get("files", [])
     if not isinstance(ann_files, list):
         raise bad("'ann.files' is not a list")
-    named = [store.get("chunks"), store.get("vectors"), *ann_files]
+    bm25 = data.get("bm25", {})
+    if not isinstance(bm25, dict) or not isinstance(bm25.get("files", []), list):
+        raise bad("'bm25' is not an object with a list of files")
+    named = [store.get("chunks"), store.get("vectors"), *ann_files, *bm25.get("files", [])]
     for name in [*named, *files]:
         if not safe_name(name):
             raise bad(f"the file name {name!r} is not a plain name inside the index folder")

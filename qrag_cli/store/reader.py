@@ -96,6 +96,22 @@ class IndexReader:
                 self.compact = open_compact(self.folder, manifest["compact"], self.vectors.shape, REBUILD)
         return self.compact
 
+    def bm25(self) -> Any:
+        """The index's BM25 scorer (`search.lexical`, memory-mapped, opened on first use); NoBm25Error
+        for an index built without one."""
+        if getattr(self, "_bm25", None) is None:
+            entry = self.manifest.get("bm25")
+            if entry is None:
+                from ..errors import NoBm25Error
+
+                raise NoBm25Error(f"{self.root} has no BM25 index (built without --bm25): add one with "
+                                  f"`qrag index --add-bm25 {self.root}` (nothing is re-embedded), or query with "
+                                  "--retriever dense")
+            from ..search.lexical import open_bm25
+
+            self._bm25 = open_bm25(self.folder, entry, len(self), REBUILD)
+        return self._bm25
+
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
 
