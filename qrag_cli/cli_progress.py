@@ -152,7 +152,7 @@ class ProgressView:
         with self.lock:
             now = time.monotonic()
             st = self.stages.get(stage)
-            if st is not self.current:  # a stage starts (again: its rate counts from now), the previous ends
+            if st is None or st is not self.current:  # a stage starts (again: its rate counts from now), the previous ends
                 if self.current is not None and not self.terminal:
                     self._plain(self._end_line(self.current))
                 task = st.task if st is not None else None
