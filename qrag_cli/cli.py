@@ -313,7 +313,7 @@ def data_cmd(
 
     settings = DataSettings(benchmark, task, length, n, seed, split, haystack, values, hops, hard_negatives,
                             background_pool, out, keys=keys, per_sample=per_sample, vt_example=vt_example)
-    with err.status(f"generating {benchmark} {task} {length}"):
+    with ProgressView(err), err.status(f"generating {benchmark} {task} {length}"):  # one-time work is announced
         header, samples = generate(settings)
     try:
         write_samples(out or "-", header, samples)

@@ -135,7 +135,7 @@ def run_logged(tmp_path: Path, *args, interval: str = "0.000001") -> tuple[subpr
     env = {**os.environ, INTERVAL_ENV: interval}
     with log.open("w") as fh:
         proc = subprocess.run([*qrag_cmd(), *map(str, args)], stdout=subprocess.PIPE, stderr=fh, text=True,
-                              env=env, timeout=300)
+                              env=env, timeout=1200)  # generous: a loaded machine
     return proc, log.read_text()
 
 
