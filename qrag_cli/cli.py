@@ -109,8 +109,8 @@ QUIET_HELP = (f"No progress or info messages on stderr (warnings and errors stil
               f"progress is a plain line every ${INTERVAL_ENV} seconds (default 10).")
 
 
-def quiet_option() -> Any:
-    return typer.Option(False, "--quiet", "-q", help=QUIET_HELP)
+def quiet_option(panel: str | None = None) -> Any:
+    return typer.Option(False, "--quiet", "-q", help=QUIET_HELP, rich_help_panel=panel)
 
 
 @app.command("index", epilog=EXAMPLES["index"])
@@ -419,7 +419,7 @@ def train_cmd(quiet: bool = False, **values: Any) -> None:
 _train_options = options_from(TrainSettings, panels=TRAIN_PANELS)
 train_cmd.__signature__ = _train_options.replace(parameters=[  # type: ignore[attr-defined]
     *_train_options.parameters.values(),
-    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=quiet_option(), annotation=bool)])
+    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=quiet_option("Run"), annotation=bool)])
 app.command("train", epilog=EXAMPLES["train"])(train_cmd)
 
 

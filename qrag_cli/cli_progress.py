@@ -194,7 +194,7 @@ class ProgressView:
 
     def _heartbeat(self) -> None:
         """A line every interval even when no report comes (a slow step), so a log never goes silent."""
-        while not self._stop.wait(min(self.interval, 1.0) / 2):
+        while not self._stop.wait(max(min(self.interval, 1.0) / 2, 0.05)):
             with self.lock:
                 if self.current is not None and time.monotonic() - self.last_line >= self.interval:
                     self._plain(self.current.line(time.monotonic()))
