@@ -74,7 +74,11 @@ RESUME_FREE = ("resume", "overwrite", "threads", "ray", "workers", "bm25", "add_
 
 @dataclass
 class BuildProgress:
-    """What a progress display needs; `phase` is 'embed' then 'ann'."""
+    """What a progress display needs, reported after every embedding batch; `phase` is 'embed' then 'ann'.
+
+    `chunks` / `tokens`: embedded so far (`resumed_chunks` of them by the interrupted run a --resume
+    continues); `chunks_read`: read from the corpus (`bytes_read` of `bytes_total`), so
+    `chunks_expected` estimates the total while the corpus is streamed."""
 
     phase: str
     chunks: int = 0
@@ -85,6 +89,16 @@ class BuildProgress:
     ann_total: int = 0
     shards_done: int = 0
     shards_resumed: int = 0
+    chunks_read: int = 0
+    resumed_chunks: int = 0
+    corpus_done: bool = False
+
+    @property
+    def chunks_expected(self) -> int:
+        """The chunks the corpus will give: exact once it is read to the end, else extrapolated by bytes."""
+        if self.corpus_done or not self.bytes_total or not self.bytes_read:
+            return max(self.chunks_read, self.chunks)
+        return max(self.chunks_read, round(self.chunks_read * self.bytes_total / self.bytes_read))
 
 
 @dataclass(frozen=True)
@@ -326,12 +340,22 @@ class _Build:
                 )
             last_doc = info.last_doc
             st.chunks += info.rows
+            st.chunks_read += info.rows
+            st.resumed_chunks += info.rows
             st.tokens += info.tokens
             st.shards_done += 1
             self.resumed_tokens += info.tokens
-        first = len(shards)
-        parts = enumerate(iter(lambda: list(itertools.islice(chunks, self.s.shard_chunks)), []), first)
-        for number, part, encoded in self.enc.shards(parts):
+        def parts() -> Iterator[tuple[int, list]]:  # read lazily: the embedder may read ahead
+            number = len(shards)
+            while part := list(itertools.islice(chunks, self.s.shard_chunks)):
+                st.chunks_read += len(part)
+                st.bytes_read = self.corpus.bytes_read
+                st.corpus_done = len(part) < self.s.shard_chunks
+                yield number, part
+                number += 1
+
+        self._report()  # the embedding starts (after the resumed shards)
+        for number, part, encoded in self.enc.shards(parts(), self._batch_done):
             info = self._write_shard(number, part, last_doc, encoded)
             shards.append(info)
             last_doc = info.last_doc
@@ -346,16 +370,16 @@ class _Build:
         writer = IndexWriter(self.store.dir, self.enc.spec.dim, chunks_name=arrow, vectors_name=npy,
                              last_doc=last_doc)
         digest = RowDigest()
+        start = self.state.chunks  # chunks counted before this shard
         try:
             group = self.s.embed_group  # sorted by length per call: 8,192 pads less than 1,024 (+19% tokens/s)
             for lo, (vectors, tokens) in zip(range(0, len(part), group), encoded, strict=True):
                 chunks = part[lo : lo + group]
+                missing = start + lo + len(chunks) - self.state.chunks
+                if missing > 0:  # an embedder that does not report per batch (Ray): count the group now
+                    self._batch_done(missing, sum(tokens[-missing:]))
                 writer.add(chunks, vectors, tokens)
                 digest.update(chunks)
-                self.state.chunks += len(chunks)
-                self.state.tokens += int(sum(tokens))
-                self.state.bytes_read = self.corpus.bytes_read
-                self._report()
             files = writer.close()
         except BaseException:
             writer.abort()
@@ -364,6 +388,12 @@ class _Build:
                          digest.hexdigest(), files)
         self.store.finish(info)
         return info
+
+    def _batch_done(self, rows: int, tokens: int) -> None:
+        """The encoder's per-batch callback: count the batch's chunks and tokens, report."""
+        self.state.chunks += rows
+        self.state.tokens += tokens
+        self._report()
 
     def _report(self) -> None:
         if self.progress:

@@ -17,18 +17,12 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from . import __version__
 from .cli_errors import err, guarded, terminate, write_failed
 from .cli_errors import state as _state
+from .cli_progress import INTERVAL_ENV, ProgressView, index_callback, train_callback
 from .errors import OutputExistsError
 from .output import FORMATS, render, resolve_format
 from .settings import (
@@ -116,29 +110,12 @@ def _main(
     _state["debug"] = debug
 
 
-class BuildDisplay:
-    """A rich progress bar on stderr fed by the build's progress callback."""
+QUIET_HELP = (f"No progress or info messages on stderr (warnings and errors still print). Without a terminal, "
+              f"progress is a plain line every ${INTERVAL_ENV} seconds (default 10).")
 
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
-            console=err, disable=not err.is_terminal, transient=False,
-        )
-        self.embed = self.ann = None
-        self.t0 = time.perf_counter()
 
-    def __call__(self, p: Any) -> None:
-        rate = p.tokens / max(time.perf_counter() - self.t0, 1e-9)
-        detail = f"{p.chunks:,} chunks  {rate:,.0f} tokens/s"
-        if self.embed is None:
-            self.embed = self.progress.add_task("embed", total=p.bytes_total, detail=detail)
-        self.progress.update(self.embed, completed=p.bytes_read, detail=detail)
-        if p.phase == "ann":
-            if self.ann is None:
-                self.progress.update(self.embed, completed=p.bytes_total or p.bytes_read)
-                self.ann = self.progress.add_task("hnsw ", total=p.ann_total, detail="")
-            self.progress.update(self.ann, completed=p.ann_done)
+def quiet_option(panel: str | None = None) -> Any:
+    return typer.Option(False, "--quiet", "-q", help=QUIET_HELP, rich_help_panel=panel)
 
 
 @app.command("index", epilog=EXAMPLES["index"])
@@ -168,6 +145,7 @@ def index_cmd(
     workers: int = typer.Option(D_INDEX.workers, "--workers", help=H_INDEX["workers"]),
     bm25: bool = typer.Option(D_INDEX.bm25, "--bm25/--no-bm25", help=H_INDEX["bm25"]),
     add_bm25: Optional[Path] = typer.Option(None, "--add-bm25", help=H_INDEX["add_bm25"]),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Chunk a corpus, embed it and write an on-disk index."""
     from .api import index
@@ -192,10 +170,8 @@ def index_cmd(
         batch_size=batch_size, shard_chunks=shard_chunks, embed_group=embed_group, max_tokens=max_tokens,
         threads=threads, seed=seed, ray=ray, workers=workers, bm25=bm25,
     )
-    display = BuildDisplay()
-    with display.progress:
-        report = index(settings, progress=display, warn=lambda msg: err.print(f"[yellow]warning:[/] {escape(msg)}",
-                                                                                 soft_wrap=True))
+    with ProgressView(err, quiet=quiet) as view:
+        report = index(settings, progress=index_callback(view), warn=view.warn)
     summary = {
         "index": str(report.out), "documents": report.documents, "chunks": report.chunks, "tokens": report.tokens,
         "seconds": round(report.seconds, 2), "tokens_per_s": round(report.embedded_tokens / max(report.embed_seconds, 1e-9)),
@@ -242,6 +218,7 @@ def query_cmd(
     run_tag: str = typer.Option("qrag", "--run-tag", help="Run tag (6th column) of --format trec."),
     ray: str = typer.Option(D_QUERY.ray, "--ray", help=H_QUERY["ray"]),
     workers: int = typer.Option(D_QUERY.workers, "--workers", help=H_QUERY["workers"]),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Multi-step retrieval: print the chunks retrieved for each question."""
     from .api import Question, ask_batches, parse_questions
@@ -279,16 +256,15 @@ def query_cmd(
         from .output import check_trec
 
         check_trec([q.id for q in asked], run_tag)
-    batches = ask_batches(settings, asked, announce=lambda msg: err.print(escape(msg)),
-                          warn=lambda msg: err.print(f"[yellow]warning:[/] {escape(msg)}", soft_wrap=True))
-    for answers in batches:
-        for line in render(answers, fmt, run_tag):
-            try:
-                typer.echo(line)
-            except BrokenPipeError:
-                raise
-            except OSError as exc:
-                raise write_failed(exc, "stdout") from None
+    with ProgressView(err, quiet=quiet) as view:  # one-time exports on first use are announced
+        for answers in ask_batches(settings, asked, announce=view.info, warn=view.warn):
+            for line in render(answers, fmt, run_tag):
+                try:
+                    typer.echo(line)
+                except BrokenPipeError:
+                    raise
+                except OSError as exc:
+                    raise write_failed(exc, "stdout") from None
 
 
 @app.command("export", epilog=EXAMPLES["export"])
@@ -301,15 +277,23 @@ def export_cmd(
     calibration_sentences: int = typer.Option(D_EXPORT.calibration_sentences, help=H_EXPORT["calibration_sentences"]),
     overwrite: bool = typer.Option(D_EXPORT.overwrite, "--overwrite", help=H_EXPORT["overwrite"]),
     compact: bool = typer.Option(D_EXPORT.compact, "--compact", help=H_EXPORT["compact"]),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Export an embedder or policy to ONNX (fp32 or int8), or a training checkpoint to a compact policy."""
     from .api import export
 
     settings = ExportSettings(model=model, out=str(out), int8=int8, calibration=calibration,
                               calibration_sentences=calibration_sentences, overwrite=overwrite, compact=compact)
-    with err.status("writing the compact policy" if compact else
-                    "exporting to ONNX" + (" and quantising to int8" if int8 else "")):
-        folder = export(settings)
+    doing = "writing the compact policy" if compact else "exporting to ONNX" + (" and quantising to int8" if int8 else "")
+    with ProgressView(err, quiet=quiet) as view:
+        if view.terminal and not quiet:
+            with err.status(doing):
+                folder = export(settings)
+        else:
+            view.info(f"{doing} ...")
+            t0 = time.perf_counter()
+            folder = export(settings)
+            view.info(f"done in {time.perf_counter() - t0:.0f} s")
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     if compact:
         delta = manifest["state"]["delta"]
@@ -353,7 +337,7 @@ def data_cmd(
 
     settings = DataSettings(benchmark, task, length, n, seed, split, haystack, values, hops, hard_negatives,
                             background_pool, out, keys=keys, per_sample=per_sample, vt_example=vt_example)
-    with err.status(f"generating {benchmark} {task} {length}"):
+    with ProgressView(err), err.status(f"generating {benchmark} {task} {length}"):  # one-time work is announced
         header, samples = generate(settings)
     try:
         write_samples(out or "-", header, samples)
@@ -393,6 +377,7 @@ def bench_cmd(
         False, "--show-misses", help="Print the missed samples (a supporting chunk not retrieved) on stdout "
         "instead of the tables: JSON Lines when piped, text on a terminal. With --out naming a finished "
         "run (and no --overwrite), read its results.json without running again."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Benchmark retrieval (BabiLong / RULER / a samples file) against dense, BM25 and untrained baselines."""
     from .bench.report import write_results
@@ -410,19 +395,10 @@ def bench_cmd(
         steps=steps, k_dense=k_dense, stop_threshold=stop_threshold, data=data, out=out, cache=cache,
         reader_url=reader_url, reader_model=reader_model, reader_timeout=reader_timeout, threads=threads,
     )
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-                        TimeRemainingColumn(), console=err, disable=not err.is_terminal)
-    bars: dict[str, Any] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            bars[stage] = progress.add_task(stage, total=total)
-        progress.update(bars[stage], completed=done, total=total)
-
-    with progress:
-        results = run_bench(settings, on_progress)
+    with ProgressView(err, quiet=quiet) as view:
+        results = run_bench(settings, lambda stage, done, total: view.update(stage, done, total))
     table = write_results(out, results)
-    err.print(f"results in {escape(out)} (results.json, results.md, coverage.png)", soft_wrap=True)
+    view.info(f"results in {out} (results.json, results.md, coverage.png)")
     if show_misses:
         _print_misses(out, results)
     else:
@@ -479,30 +455,20 @@ def options_from(cls: type, flags: dict[str, tuple[str, ...]] | None = None,
 
 
 @guarded
-def train_cmd(**values: Any) -> None:
+def train_cmd(quiet: bool = False, **values: Any) -> None:
     """Train the embedders with Q-RAG reinforcement learning (see `--preset cpu` for 2-core machines)."""
     from .rl.trainer import train
 
     settings = TrainSettings(**values)
-    display = Progress(TextColumn("[bold]train"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[detail]}"),
-                       TimeRemainingColumn(), console=err, disable=not err.is_terminal)
-    bar = display.add_task("train", total=settings.steps, detail="")
-
-    def on_row(row: dict[str, Any]) -> None:
-        loss = row.get("loss")
-        detail = f"loss {loss:.4f}" if isinstance(loss, float) and loss == loss else "warming up"
-        if "val_coverage" in row:
-            detail += f"  val coverage {row['val_coverage']:.3f}"
-        display.update(bar, completed=row.get("update", 0), detail=detail)
-        if not err.is_terminal and "val_coverage" in row:
-            err.print(f"update {row.get('update')}: {detail}", soft_wrap=True)
-
-    with display:
-        summary = train(settings, on_row)
+    with ProgressView(err, quiet=quiet) as view:
+        summary = train(settings, train_callback(view), stage=lambda name, done, total: view.update(name, done, total))
     _emit_summary(summary)
 
 
-train_cmd.__signature__ = options_from(TrainSettings, panels=TRAIN_PANELS)  # type: ignore[attr-defined]
+_train_options = options_from(TrainSettings, panels=TRAIN_PANELS)
+train_cmd.__signature__ = _train_options.replace(parameters=[  # type: ignore[attr-defined]
+    *_train_options.parameters.values(),
+    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=quiet_option("Run"), annotation=bool)])
 app.command("train", epilog=EXAMPLES["train"])(train_cmd)
 
 

@@ -264,6 +264,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
             else:
                 report(f"generate {task} {length}", 0, s.n)
                 _, samples = generate(_data_settings(s, plan.benchmark, task, length))
+                report(f"generate {task} {length}", len(samples), s.n)
             accs = {m: Acc() for m in methods}
             # Shared backgrounds first, so their embedding is reported (and timed) on its own.
             for ref in {repr(sorted(x["background"].items())): x["background"] for x in samples if "background" in x}.values():

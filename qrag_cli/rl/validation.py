@@ -22,8 +22,10 @@ import numpy as np
 
 
 def validate(encoder: Any, embed: Callable[[int, dict], np.ndarray], samples: list[dict],
-             steps_of: Callable[[dict], int], piece_tokens: int) -> dict[str, float]:
-    """The validation row of `samples`, each answered by `encoder` over the vectors `embed(j, sample)`."""
+             steps_of: Callable[[dict], int], piece_tokens: int,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """The validation row of `samples`, each answered by `encoder` over the vectors `embed(j, sample)`
+    (`progress(done, total)` after each sample)."""
     from ..bench.contexts import MemoryContext
     from ..policy.loop import MultiStepRetriever
     from ..search.exact import ExactBackend
@@ -40,6 +42,8 @@ def validate(encoder: Any, embed: Callable[[int, dict], np.ndarray], samples: li
         cell["min"].append(float(need <= set(got[: len(need)])))
         cell["max"].append(float(need <= set(got)))
         first_q.append(traj.retrieved[0].score)
+        if progress:
+            progress(j + 1, len(samples))
     return summarise({t: (float(np.mean(c["min"])), float(np.mean(c["max"]))) for t, c in per.items()},
                      float(np.mean(first_q)))
 
