@@ -60,15 +60,12 @@ def examples(*lines: str) -> str:
 EXAMPLES = {
     "index": examples(
         "qrag index examples/demo.txt --overwrite",
-        "qrag index docs.jsonl --out indexes/docs --chunker tokens --window 64 --overlap 16",
-        "qrag index books/ --out indexes/books --resume",
         "qrag index more-books/ --append indexes/books",
         "qrag index library/ --out indexes/library --ray auto",
         "qrag index --add-bm25 indexes/books",
     ),
     "query": examples(
         'qrag query --index indexes/demo --steps 2 "Where is the football?"',
-        'qrag query --index indexes/demo --steps 1 --k 5 --format text "Who wrote the letter?"',
         "qrag query --index indexes/demo --topics topics.tsv --format trec --run-tag mine > run.trec",
         "qrag query --index indexes/library --topics topics.tsv --ray auto > answers.jsonl",
         'qrag query --index indexes/demo --steps 3 --retriever hybrid --fusion rrf "Where is the football?"',

@@ -167,6 +167,8 @@ class ProgressView:
                 rate = f"{st.rate(now):,.1f} {unit or 'items'}/s" if st.done > st.first else ""
                 count = f"{_count(st.done)}/{_count(st.total)} {unit}" if st.total else f"{_count(st.done)} {unit}"
                 self.bars.update(st.task, completed=st.done, total=st.total, count=count, rate=rate, detail=detail)
+            elif started and not st.done:  # shown after one interval if still running: an early error stays one line
+                self.last_line = now
             elif started or now - self.last_line >= self.interval:
                 self._plain(st.line(now))
 
