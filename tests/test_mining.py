@@ -70,7 +70,7 @@ def mined_candidates(monkeypatch, tiny_model):
     sentences = [f"{w} treasure {v}" for w in WORDS for v in WORDS[:3]]  # 36 confusable sentences
     with torch.no_grad():
         vectors = net.embed_chunks(sentences).numpy()
-    monkeypatch.setattr(negatives, "candidates", lambda split, threads=0: (sentences, vectors))
+    monkeypatch.setattr(negatives, "candidates", lambda split, threads=0, progress=None: (sentences, vectors))
     return set(sentences)
 
 
