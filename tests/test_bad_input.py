@@ -129,7 +129,7 @@ def test_truncated_vectors(index_dir):
 def test_model_that_does_not_match_the_index(index_dir, other_tiny_model):
     res = invoke("query", "--index", index_dir, "--model", other_tiny_model, "q?")
     one_line_error(res, 3, "is not the model the index")
-    res = invoke("query", "--index", index_dir, "--model", "default", "q?")
+    res = invoke("query", "--index", index_dir, "--model", "default", "--quiet", "q?")  # no first-use export note
     one_line_error(res, 3, "dimension 384")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -36,9 +37,12 @@ def cluster():
         import ray
     except ImportError:
         pytest.skip("Ray is not installed: pip install 'qrag-cli[ray]' (or '.[test,ray]') to run these tests")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     yield ray
     ray.shutdown()
+    for s, h in handlers.items():  # Ray's handlers would be inherited (as ignored signals) by later test subprocesses
+        signal.signal(s, h)
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,8 @@ def _start_build(tmp_path, tiny_model, *extra):
     out = tmp_path / "ix"
     proc = subprocess.Popen([*qrag_cmd(), "index", str(corpus), "--out", str(out), "--model", str(tiny_model),
                              "--shard-chunks", "4000", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C as a shell gives it
     deadline = time.monotonic() + 120
     while not (tmp_path / ".ix.building" / "shards" / "000001.json").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
