@@ -4,7 +4,7 @@
                            atomically (temporary file, fsync, rename), never edited in place
     NAME/gen-000003/       manifest.json (written last), settings.json, chunks.arrow, vectors.npy, ...
 
-A reader resolves `CURRENT` once, takes a shared `flock` on the generation's `manifest.json` and
+A reader resolves `CURRENT` once, takes a shared lock (portalocker: `flock` on POSIX, `LockFileEx` on Windows) on the generation's `manifest.json` and
 keeps it while the index is open; a writer adds the complete generation `gen-(N+1)` with one rename,
 switches `CURRENT` with a second one, then removes every older generation that no reader holds (one
 still held is removed by a later write). So a reader always opens one complete generation, and a
@@ -19,12 +19,15 @@ still opened; the first write into it adds `gen-000001` and then removes the old
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
+
+import portalocker
 
 from ..atomic import write_bytes_atomic
 from ..errors import CorruptIndexError, IndexNotFoundError
@@ -119,33 +122,33 @@ class OpenGeneration:
             if name is None and not (folder / MANIFEST).is_file():
                 raise IndexNotFoundError(f"{root} is not a qrag index (no {POINTER} or {MANIFEST}): give the folder "
                                          "of an index, or build one into a new folder with `qrag index CORPUS --out NEW`")
-            fd = self._lock(folder / MANIFEST)
-            if fd is not None:
-                self.folder, self._fd = folder, fd
+            fh = self._lock(folder / MANIFEST)
+            if fh is not None:
+                self.folder, self._fh = folder, fh
                 return
         raise CorruptIndexError(f"{root / POINTER} names {name}, which has no {MANIFEST}: the index is damaged")
 
     @staticmethod
-    def _lock(path: Path) -> int | None:
+    def _lock(path: Path) -> IO[bytes] | None:
         """A shared lock on `path`, or None if it was removed meanwhile (then resolve the pointer again)."""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fh = open(path, "rb")
         except FileNotFoundError:
             return None
-        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while a writer removes this generation
+        portalocker.lock(fh, portalocker.LOCK_SH)  # waits while a writer removes this generation
         try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
         except FileNotFoundError:
             same = False
         if not same:
-            os.close(fd)
+            fh.close()
             return None
-        return fd
+        return fh
 
     def close(self) -> None:
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
-            self._fd = None
+        if getattr(self, "_fh", None) is not None:
+            self._fh.close()  # closing the file releases the lock
+            self._fh = None
 
     def __del__(self) -> None:
         self.close()
@@ -226,19 +229,30 @@ def collect(root: Path) -> None:
         _remove_unheld(root / MANIFEST, lambda: [(root / f).unlink(missing_ok=True) for f in LEGACY_FILES])
 
 
-def _remove_unheld(manifest: Path, remove_rest) -> None:
-    """Remove `manifest` (first) and then the rest, if no reader holds a shared lock on it."""
+def _remove_unheld(manifest: Path, remove_rest: Callable[[], object]) -> None:
+    """Remove `manifest` (first) and then the rest, if no reader holds a shared lock on it.
+
+    The lock is portalocker's (flock on POSIX, LockFileEx on Windows). Windows refuses to delete a
+    file that any process has open, so there the probe is closed first and a refused delete means
+    a reader still has the generation open (it is removed by a later write)."""
     try:
-        fd = os.open(manifest, os.O_RDONLY)
+        fh = open(manifest, "rb")
     except FileNotFoundError:
         remove_rest()
         return
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            portalocker.lock(fh, portalocker.LOCK_EX | portalocker.LOCK_NB)
+        except portalocker.LockException:
             return  # a reader has it open
-        manifest.unlink()
+        if os.name == "nt":
+            fh.close()
+            try:
+                manifest.unlink()
+            except PermissionError:
+                return
+        else:
+            manifest.unlink()
         remove_rest()
     finally:
-        os.close(fd)
+        fh.close()
