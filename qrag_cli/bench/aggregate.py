@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import baselines as bl
-from .metrics import coverage, fact_prf, mean, median
+from .metrics import coverage, fact_prf, mean, median, wilson_interval
 
 
 @dataclass
@@ -42,6 +42,11 @@ class Acc:
             self.embedded.append(embedded)
 
 
+def _ci(successes: float, n: int) -> list[float] | None:
+    ci = wilson_interval(successes, n)
+    return None if ci is None else [round(ci[0], 4), round(ci[1], 4)]
+
+
 def r4(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
 
@@ -52,7 +57,8 @@ def aggregate_row(method: str, task: str, length: str, a: Acc, samples: list[dic
 
     row: dict[str, Any] = {
         "method": method, "task": task, "length": length, "n": len(a.coverage),
-        "coverage": r4(mean(a.coverage)), "fact_f1": r4(mean(a.f1)), "precision": r4(mean(a.precision)),
+        "coverage": r4(mean(a.coverage)), "coverage_ci95": _ci(sum(a.coverage), len(a.coverage)),
+        "fact_f1": r4(mean(a.f1)), "precision": r4(mean(a.precision)),
         "recall": r4(mean(a.recall)),
         "support_recall": r4(mean(a.support_recall)), "kept_mean": r4(mean(a.kept), 3), "retrieved_mean": r4(mean(a.retrieved), 3),
         "latency_ms_median": r4(1000 * (median(a.latency) or 0.0), 3),
@@ -81,5 +87,10 @@ def averages(rows: list[dict], methods: list[str], lengths: list[str]) -> list[d
             for key in ("coverage", "fact_f1", "kept_mean", "latency_ms_median"):
                 vals = [r[key] for r in sel if r.get(key) is not None]
                 avg[key] = r4(mean(vals), 4)
+            # the interval of the pooled samples (every task's samples counted once)
+            n = sum(r["n"] for r in sel if r.get("coverage") is not None)
+            hits = sum(r["coverage"] * r["n"] for r in sel if r.get("coverage") is not None)
+            avg["coverage_pooled"] = r4(hits / n) if n else None
+            avg["coverage_ci95"] = _ci(round(hits), n)
             out.append(avg)
     return out
