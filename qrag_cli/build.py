@@ -22,30 +22,30 @@ from __future__ import annotations
 
 import errno
 import itertools
-import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .atomic import write_json_atomic
+from .build_types import BuildProgress, BuildReport
+from .build_checks import AppendBase, append_settings, check_out, differences, read_json, remove_stale_partials
 from .corpus.chunking import iter_chunks
 from .corpus.readers import Corpus, open_corpus
 from .embed.encoder import Encoder, load_encoder
 from .embed.models import resolve_roles
 from .embed.shard_embedder import Encoded, LocalEmbedder, ShardEmbedder
-from .errors import InputError, OutputExistsError, StorageError
+from .errors import InputError, StorageError
 from .search.compact import write_compact
 from .search.registry import build_ann, check_name
 from .settings import IndexSettings, to_dict
 from .store.bm25 import write_index_bm25
 from .store.checksums import file_digest
-from .store.generations import finished_in, install, is_index_folder, recover
+from .store.generations import finished_in, install, recover
 from .store.lock import FolderLock
 from .store.manifest import (
     CHUNKS,
@@ -60,7 +60,6 @@ from .store.shards import RowDigest, ShardInfo, ShardStore, assemble
 from .store.writer import IndexWriter
 
 DEFAULT_HOME = Path("indexes")
-PARTIAL = ".partial-"  # folders of builds before resumable builds (removed when found stale)
 BUILDING = ".building"
 BUILD_JSON = "build.json"
 GENERATION = "generation"  # the folder in `.NAME.building` that becomes the index's next generation
@@ -70,62 +69,6 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
                   errno.ENOTDIR, errno.EEXIST}
 #: settings that may differ between an interrupted build and its --resume
 RESUME_FREE = ("resume", "overwrite", "threads", "ray", "workers", "bm25", "add_bm25")  # --ray gives the same files; BM25 is written after the shards
-
-
-@dataclass
-class BuildProgress:
-    """What a progress display needs, reported after every embedding batch; `phase` is 'embed' then 'ann'.
-
-    `chunks` / `tokens`: embedded so far (`resumed_chunks` of them by the interrupted run a --resume
-    continues); `chunks_read`: read from the corpus (`bytes_read` of `bytes_total`), so
-    `chunks_expected` estimates the total while the corpus is streamed."""
-
-    phase: str
-    chunks: int = 0
-    tokens: int = 0
-    bytes_read: int = 0
-    bytes_total: int | None = None
-    ann_done: int = 0
-    ann_total: int = 0
-    shards_done: int = 0
-    shards_resumed: int = 0
-    chunks_read: int = 0
-    resumed_chunks: int = 0
-    corpus_done: bool = False
-
-    @property
-    def chunks_expected(self) -> int:
-        """The chunks the corpus will give: exact once it is read to the end, else extrapolated by bytes."""
-        if self.corpus_done or not self.bytes_total or not self.bytes_read:
-            return max(self.chunks_read, self.chunks)
-        return max(self.chunks_read, round(self.chunks_read * self.bytes_total / self.bytes_read))
-
-
-@dataclass(frozen=True)
-class BuildReport:
-    out: Path
-    documents: int
-    chunks: int
-    tokens: int
-    seconds: float
-    embed_seconds: float
-    ann_seconds: float
-    shards: int = 0
-    shards_resumed: int = 0
-    appended_chunks: int = 0
-    embedded_tokens: int = 0  # tokens embedded by this run (not by the interrupted run it resumed)
-
-
-@dataclass(frozen=True)
-class _Base:
-    """The index an --append extends."""
-
-    folder: Path
-    manifest: dict[str, Any]
-    rows: int
-    tokens: int
-    documents: int
-    last_doc: str | None
 
 
 def default_out(corpus_name: str) -> Path:
@@ -175,15 +118,15 @@ def build_index(
                     return done
             base = None
             if settings.append:
-                settings, base = _append_settings(settings)
+                settings, base = append_settings(settings)
             else:
-                _check_out(out, real, settings)
+                check_out(out, real, settings)
             spec = encoder.spec if encoder is not None else resolve_roles(settings.model)[1]  # chunks: action side
             if base is not None:
                 check_model(base.manifest, spec.describe(), base.folder)
             emb = _embedder(settings, spec, encoder)
             try:
-                _remove_stale_partials(real)
+                remove_stale_partials(real)
                 report = _Build(settings, corpus, real, emb, base, progress, warn).run()
             finally:
                 emb.close()
@@ -227,23 +170,6 @@ def _recovered(settings: IndexSettings, out: Path, real: Path, warn: Callable[[s
     return None
 
 
-def _check_out(out: Path, real: Path, settings: IndexSettings) -> None:
-    """An existing --out needs --overwrite, and --overwrite replaces only a qrag index, never the corpus."""
-    if not real.exists():
-        return
-    if not settings.overwrite:
-        raise OutputExistsError(f"{out} exists: choose another --out, pass --overwrite (it replaces only a qrag "
-                                "index), or --append to it")
-    if not is_index_folder(real):
-        raise OutputExistsError(f"{out} exists and is not a qrag index: --overwrite replaces only an index "
-                                "(or an empty folder), never another folder; choose another --out")
-    if settings.corpus != "-":
-        source, target = Path(settings.corpus).resolve(), real.resolve()
-        if source == target or target in source.parents:
-            raise InputError(f"the corpus {settings.corpus} is inside --out {out}: the index cannot replace its "
-                             "own corpus; choose another --out")
-
-
 def _storage_message(exc: OSError, out: Path) -> str:
     work = work_folder(out)
     kept = ShardStore(work).count()
@@ -257,7 +183,7 @@ def _storage_message(exc: OSError, out: Path) -> str:
 class _Build:
     """One run of a build: prepare the work folder, write the missing shards, assemble, install."""
 
-    def __init__(self, settings: IndexSettings, corpus: Corpus, out: Path, enc: ShardEmbedder, base: _Base | None,
+    def __init__(self, settings: IndexSettings, corpus: Corpus, out: Path, enc: ShardEmbedder, base: AppendBase | None,
                  progress: Callable[[BuildProgress], None] | None, warn: Callable[[str], None] | None) -> None:
         self.s, self.corpus, self.out, self.enc, self.base = settings, corpus, out, enc, base
         self.progress, self.warn = progress, warn
@@ -299,9 +225,9 @@ class _Build:
         if self.work.exists():
             finished = self.store.count()
             if self.s.resume and (self.work / BUILD_JSON).is_file():
-                before = _read_json(self.work / BUILD_JSON)
+                before = read_json(self.work / BUILD_JSON)
                 if before != key:
-                    diff = _differences(before, key)
+                    diff = differences(before, key)
                     raise InputError(
                         f"the interrupted build in {self.work} was made with other settings ({diff}): repeat its "
                         "command with --resume, or pass --overwrite instead to start over"
@@ -461,65 +387,3 @@ class _Build:
         return BuildReport(self.out, documents, rows, tokens, t_ann - t0, t_embed - t0, t_ann - t_embed,
                            len(shards), self.state.shards_resumed, new_rows if base else 0,
                            self.state.tokens - self.resumed_tokens)
-
-
-def _append_settings(settings: IndexSettings) -> tuple[IndexSettings, _Base]:
-    """The settings of an --append: the index's own model, chunking, token cap and ANN; its folder as --out."""
-    folder = Path(settings.append)
-    if settings.out and Path(settings.out).resolve() != folder.resolve():
-        raise InputError("--append writes into the index it extends: leave out --out")
-    reader = IndexReader(folder)
-    reader.close()  # the write lock is held: no other writer removes this generation
-    m = reader.manifest
-    recorded = _read_json(reader.folder / SETTINGS)
-    if settings.model not in ("default", m["model"].get("ref")):
-        raise InputError(f"--append uses the index's own model ({m['model'].get('ref')}): leave out --model")
-    from .settings import AnnSettings, ChunkerSettings
-
-    merged = replace(
-        settings, out=str(folder), model=m["model"].get("ref", "default"),
-        chunker=ChunkerSettings(**m["chunker"]),
-        ann=AnnSettings(**{k: recorded["ann"][k] for k in AnnSettings.__dataclass_fields__}),
-        max_tokens=int(m["model"].get("max_tokens", settings.max_tokens)),
-        batch_size=int(recorded.get("batch_size", settings.batch_size)),
-        embed_group=int(recorded.get("embed_group", settings.embed_group)),
-    )
-    n = len(reader)
-    base = _Base(reader.folder, m, n, int(m["corpus"]["tokens"]), int(m["corpus"]["documents"]),
-                 reader.chunk(n - 1).doc if n else None)
-    return merged, base
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is unreadable ({exc}): pass --overwrite to start over") from exc
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = sorted(set(a) | set(b))
-        found = [_differences(a.get(k), b.get(k), f"{prefix}{k}.") for k in keys if a.get(k) != b.get(k)]
-        return ", ".join(found)
-    return f"{prefix.rstrip('.')}: {a!r} then, {b!r} now"
-
-
-def _remove_stale_partials(out: Path) -> None:
-    """Remove partial folders of builds from before resumable builds whose process is gone."""
-    for p in out.parent.glob(f".{out.name}{PARTIAL}*"):
-        pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: keep the folder
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
