@@ -56,20 +56,29 @@ def task_list(s: TrainSettings) -> list[str]:
     return names
 
 
+def per_task(option: str, value: str, tasks: list[str], cast: type, what: str) -> list | None:
+    """One comma-separated value per task (`--task-weights`, `--task-n-train`), or None when `value`
+    is empty; InputError naming `option` when a value does not parse or the count is wrong."""
+    if not value.strip():
+        return None
+    try:
+        values = [cast(v) for v in value.split(",")]
+    except ValueError:
+        raise InputError(f"{option} {value!r}: give comma-separated {what}") from None
+    if len(values) != len(tasks):
+        raise InputError(f"{option} has {len(values)} values for {len(tasks)} tasks ({', '.join(tasks)}): "
+                         "give one per task, in --task order")
+    return values
+
+
 def mixture(s: TrainSettings) -> dict[str, float]:
     """Task name -> its probability of drawing a new episode (`--task-weights`, normalised)."""
     tasks = task_list(s) + ([DATA_TASK] if s.data else [])
     if not tasks:
         raise InputError("nothing to train on: give --task (e.g. babilong:qa1, a comma list or 'all') or --data FILE")
-    if not s.task_weights.strip():
+    weights = per_task("--task-weights", s.task_weights, tasks, float, "numbers")
+    if weights is None:
         return {t: 1.0 / len(tasks) for t in tasks}
-    try:
-        weights = [float(w) for w in s.task_weights.split(",")]
-    except ValueError:
-        raise InputError(f"--task-weights {s.task_weights!r}: give comma-separated numbers") from None
-    if len(weights) != len(tasks):
-        raise InputError(f"--task-weights has {len(weights)} values for {len(tasks)} tasks ({', '.join(tasks)}): "
-                         "give one per task, in that order")
     if any(not w >= 0 for w in weights) or sum(weights) <= 0:
         raise InputError("--task-weights must be >= 0 and not all zero")
     total = sum(weights)
@@ -79,15 +88,9 @@ def mixture(s: TrainSettings) -> dict[str, float]:
 def task_sizes(s: TrainSettings) -> dict[str, int]:
     """Built-in task -> its number of training samples (`--task-n-train`, else `--n-train` for each)."""
     tasks = task_list(s)
-    if not s.task_n_train.strip():
+    sizes = per_task("--task-n-train", s.task_n_train, tasks, int, "whole numbers")
+    if sizes is None:
         return {t: s.n_train for t in tasks}
-    try:
-        sizes = [int(n) for n in s.task_n_train.split(",")]
-    except ValueError:
-        raise InputError(f"--task-n-train {s.task_n_train!r}: give comma-separated whole numbers") from None
-    if len(sizes) != len(tasks):
-        raise InputError(f"--task-n-train has {len(sizes)} values for {len(tasks)} built-in tasks "
-                         f"({', '.join(tasks)}): give one per task, in --task order")
     if min(sizes) < 1:
         raise InputError("--task-n-train values must be at least 1")
     return dict(zip(tasks, sizes))
