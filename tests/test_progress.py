@@ -184,3 +184,30 @@ def test_subprocess_train_logs_its_setup_and_updates(tmp_path, tiny_model):
     assert "val coverage" in err and "validation at update 3: coverage" in err and ANSI not in err
     proc, err = run_logged(tmp_path, *args, "--out", tmp_path / "run2", "--quiet")
     assert proc.returncode == 0 and err == "", err
+
+
+def test_a_policys_one_time_export_is_announced_with_its_duration(tmp_path, monkeypatch):
+    """The first use of a compact policy as ONNX says that it exports (once) and how long it took;
+    a second use finds the cached export and says nothing."""
+    from qrag_cli.policy import artefact
+
+    monkeypatch.setenv("QRAG_CACHE", str(tmp_path / "cache"))
+    made = []
+
+    def fake_export(full, dest, int8=False):  # the real export takes a minute
+        dest.mkdir(parents=True)
+        (dest / "manifest.json").write_text("{}")
+        made.append(dest)
+        return dest
+
+    monkeypatch.setattr(artefact, "materialise", lambda folder: tmp_path / "full")
+    monkeypatch.setattr(artefact, "export_policy_with_base_action", fake_export)
+    said: list[str] = []
+    folder = artefact.serving_folder(artefact.shipped("default"), "fp32", announce=said.append)
+    assert made == [folder] and len(said) == 2
+    assert said[0].startswith("exporting policy default to ONNX (fp32)") and "(once)" in said[0]
+    assert re.fullmatch(r"exported policy default \(fp32\) in \d+ s", said[1]), said
+    monkeypatch.setattr(artefact, "check_cached_base", lambda m, folder: None)
+    again: list[str] = []
+    assert artefact.serving_folder(artefact.shipped("default"), "fp32", announce=again.append) == folder
+    assert again == [] and len(made) == 1

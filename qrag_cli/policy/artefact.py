@@ -304,9 +304,15 @@ def serving_folder(folder: Path, variant: str = "fp32", announce: Any = None) ->
     dest = cache_folder(m, variant)
 
     def export() -> Path:
+        import time
+
         if announce:
             announce(f"exporting policy {folder.name} to ONNX ({variant}) into {dest.parent} (once)")
-        return export_policy_with_base_action(materialise(folder), dest, int8=variant == "int8")
+        t0 = time.perf_counter()
+        made = export_policy_with_base_action(materialise(folder), dest, int8=variant == "int8")
+        if announce:
+            announce(f"exported policy {folder.name} ({variant}) in {time.perf_counter() - t0:.0f} s")
+        return made
 
     return _made_once(dest, m, folder, export)
 
