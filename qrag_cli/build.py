@@ -281,7 +281,7 @@ class _Build:
                 number += 1
 
         self._report()  # the embedding starts (after the resumed shards)
-        for number, part, encoded in self.enc.shards(parts(), self._batch_done):
+        for number, part, encoded in self.enc.shards(parts(), self._batch_done, self._group_started):
             info = self._write_shard(number, part, last_doc, encoded)
             shards.append(info)
             last_doc = info.last_doc
@@ -319,6 +319,15 @@ class _Build:
         """The encoder's per-batch callback: count the batch's chunks and tokens, report."""
         self.state.chunks += rows
         self.state.tokens += tokens
+        self.state.pending_chunks = max(0, self.state.pending_chunks - rows)
+        self.state.pending_tokens = max(0, self.state.pending_tokens - tokens)
+        self._report()
+
+    def _group_started(self, rows: int, tokens: int) -> None:
+        """A group is tokenized: its word pieces are work ahead (the ETA counts tokens, not chunks, as
+        batches go from the shortest chunks to the longest)."""
+        self.state.pending_chunks += rows
+        self.state.pending_tokens += tokens
         self._report()
 
     def _report(self) -> None:

@@ -27,6 +27,8 @@ class BuildProgress:
     chunks_read: int = 0
     resumed_chunks: int = 0
     corpus_done: bool = False
+    pending_chunks: int = 0  # tokenized, not yet embedded (the local embedder tells them per group)
+    pending_tokens: int = 0
 
     @property
     def chunks_expected(self) -> int:
@@ -34,6 +36,16 @@ class BuildProgress:
         if self.corpus_done or not self.bytes_total or not self.bytes_read:
             return max(self.chunks_read, self.chunks)
         return max(self.chunks_read, round(self.chunks_read * self.bytes_total / self.bytes_read))
+
+    @property
+    def tokens_expected(self) -> int | None:
+        """The word pieces the whole embedding will have done: those known (embedded or tokenized),
+        scaled by the chunks expected; None before any is known. The ETA's measure of work."""
+        known_chunks = self.chunks + self.pending_chunks
+        known_tokens = self.tokens + self.pending_tokens
+        if not known_chunks or not known_tokens:
+            return None
+        return max(known_tokens, round(known_tokens * self.chunks_expected / known_chunks))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 INTERVAL_ENV = "QRAG_PROGRESS_INTERVAL"
 DEFAULT_INTERVAL = 10.0
@@ -66,11 +66,19 @@ class _Stage:
     detail: str = ""
     task: Any = None  # the rich task on a terminal
     extra: dict[str, Any] = field(default_factory=dict)
+    work: tuple[float, float] | None = None  # (done, total) of the ETA's own measure, when not the count
+    work_first: float | None = None
 
     def rate(self, now: float) -> float:
         return (self.done - self.first) / max(now - self.t0, 1e-9)
 
     def eta(self, now: float) -> float | None:
+        """Seconds left at the rate so far: of the work measure when the stage has one (index: word
+        pieces, since batches go from short chunks to long ones), else of the count."""
+        if self.work is not None and self.work_first is not None:
+            done, total = self.work
+            rate = (done - self.work_first) / max(now - self.t0, 1e-9)
+            return None if rate <= 0 else max(total - done, 0.0) / rate
         rate = self.rate(now)
         if self.total is None or rate <= 0 or self.done - self.first <= 0:
             return None
@@ -122,7 +130,8 @@ class ProgressView:
         if self.terminal:
             self.bars = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                                  TextColumn("{task.fields[count]}"), TextColumn("{task.fields[rate]}"),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[detail]}"), console=self.console)
+                                 TextColumn("{task.fields[eta]}"), TextColumn("{task.fields[detail]}"),
+                                 console=self.console)
             self.bars.start()
         else:
             self._beat = threading.Thread(target=self._heartbeat, name="qrag-progress", daemon=True)
@@ -145,8 +154,9 @@ class ProgressView:
 
     # --- reports -----------------------------------------------------------------------------------
     def update(self, stage: str, done: float, total: float | None = None, *, unit: str = "",
-               detail: str = "") -> None:
-        """The count of `stage` (a new name starts a stage and ends the previous one)."""
+               detail: str = "", work: tuple[float, float] | None = None) -> None:
+        """The count of `stage` (a new name starts a stage and ends the previous one); `work` (done,
+        total) is what the ETA extrapolates when the count's items differ in cost."""
         if self.quiet:
             return
         with self.lock:
@@ -159,14 +169,21 @@ class ProgressView:
                 st = self.stages[stage] = _Stage(stage, unit, now, float(done))
                 if self.bars is not None:
                     st.task = task if task is not None else self.bars.add_task(stage, total=total, count="",
-                                                                                rate="", detail="")
+                                                                                rate="", eta="", detail="")
             st.done, st.total, st.detail = float(done), (float(total) if total else None), detail
+            if work is not None:
+                st.work = (float(work[0]), float(work[1]))
+                if st.work_first is None:
+                    st.work_first = st.work[0]
             started = self.current is not st
             self.current = st
             if self.bars is not None:
                 rate = f"{st.rate(now):,.1f} {unit or 'items'}/s" if st.done > st.first else ""
                 count = f"{_count(st.done)}/{_count(st.total)} {unit}" if st.total else f"{_count(st.done)} {unit}"
-                self.bars.update(st.task, completed=st.done, total=st.total, count=count, rate=rate, detail=detail)
+                eta = st.eta(now)
+                left = f"ETA {duration(eta)}" if eta is not None and st.total and st.done < st.total else ""
+                self.bars.update(st.task, completed=st.done, total=st.total, count=count, rate=rate, eta=left,
+                                 detail=detail)
             elif started and not st.done:  # shown after one interval if still running: an early error stays one line
                 self.last_line = now
             elif started or now - self.last_line >= self.interval:
@@ -235,7 +252,9 @@ def index_callback(view: ProgressView) -> Any:
             detail = f"{rate:,.0f} tokens/s" if p.tokens > start[1] else ""
             if p.resumed_chunks:
                 detail += f"{', ' if detail else ''}{p.resumed_chunks:,} resumed"
-            view.update("embed", p.chunks, p.chunks_expected or None, unit="chunks", detail=detail)
+            expected = p.tokens_expected
+            view.update("embed", p.chunks, p.chunks_expected or None, unit="chunks", detail=detail,
+                        work=None if expected is None else (p.tokens, expected))
         else:
             view.update("ann index", p.ann_done, p.ann_total or None, unit="vectors")
     return on

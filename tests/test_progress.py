@@ -211,3 +211,35 @@ def test_a_policys_one_time_export_is_announced_with_its_duration(tmp_path, monk
     again: list[str] = []
     assert artefact.serving_folder(artefact.shipped("default"), "fp32", announce=again.append) == folder
     assert again == [] and len(made) == 1
+
+
+def test_the_index_eta_extrapolates_word_pieces_not_chunks(monkeypatch):
+    """Batches go from the shortest chunks to the longest: half the chunks done is far less than half
+    the work. The ETA counts the group's word pieces (told when it is tokenized)."""
+    from qrag_cli import cli_progress
+    from qrag_cli.build_types import BuildProgress
+
+    p = BuildProgress("embed", bytes_total=1000, bytes_read=1000, chunks_read=100, corpus_done=True)
+    assert p.tokens_expected is None
+    p.pending_chunks, p.pending_tokens = 100, 10_000  # one group of 100 chunks, tokenized
+    assert p.tokens_expected == 10_000
+    clock = [0.0]
+    monkeypatch.setattr(cli_progress.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    with ProgressView(Console(file=out), terminal=False, interval=5) as view:
+        on = cli_progress.index_callback(view)
+        on(p)
+        clock[0] = 10.0
+        p.chunks, p.tokens = 50, 2_000  # the short half: a fifth of the word pieces
+        p.pending_chunks, p.pending_tokens = 50, 8_000
+        on(p)
+    line = [x for x in out.getvalue().splitlines() if "50/100" in x][0]
+    assert "ETA 40s" in line, line  # 8,000 pieces left at 200/s; by chunks it would say 10s
+
+
+def test_a_partly_read_corpus_scales_the_known_word_pieces():
+    from qrag_cli.build_types import BuildProgress
+
+    p = BuildProgress("embed", bytes_total=4000, bytes_read=1000, chunks_read=100, chunks=60, tokens=600,
+                      pending_chunks=40, pending_tokens=1400)
+    assert p.chunks_expected == 400 and p.tokens_expected == 8000

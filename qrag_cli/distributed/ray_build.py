@@ -112,8 +112,9 @@ class RayShardEmbedder:
                 os.environ.get(CRASH_ONCE, ""))
         self.actors = [actor.remote(*args) for _ in range(p.workers)]
 
-    def shards(self, parts: Iterable[Part], on_batch: Any = None) -> Iterator[tuple[int, list[Chunk], Iterable[Encoded]]]:
-        """`on_batch` is not called: the build counts each group as it arrives."""
+    def shards(self, parts: Iterable[Part], on_batch: Any = None, on_start: Any = None
+               ) -> Iterator[tuple[int, list[Chunk], Iterable[Encoded]]]:
+        """`on_batch` and `on_start` are not called: the build counts each group as it arrives."""
         ray, it = self.ray, iter(parts)
         window: deque[tuple[int, list[Chunk], Any, int]] = deque()
         load: list[int] = []

@@ -18,6 +18,7 @@ from .models import ModelSpec
 
 MAX_POSITIONS = 512
 OnBatch = Callable[[int, int], None]  # told (rows, tokens) of each batch once it is embedded
+OnStart = Callable[[int, int], None]  # told (rows, tokens) of a group once it is tokenized, before embedding
 
 
 def padded_batches(
@@ -90,12 +91,15 @@ class Encoder(TokenLayout, ABC):
         super().__init__(spec, max_tokens)
         self.batch_size = batch_size
 
-    def encode_texts(self, texts: Sequence[str], on_batch: OnBatch | None = None) -> tuple[np.ndarray, list[int]]:
+    def encode_texts(self, texts: Sequence[str], on_batch: OnBatch | None = None,
+                     on_start: OnStart | None = None) -> tuple[np.ndarray, list[int]]:
         """Embed chunks: returns (float32 (n, dim), word-piece count of each text before truncation).
-        `on_batch(texts, tokens)` is told each batch once it is embedded: its number of texts and their
-        word pieces (as returned)."""
+        `on_start(texts, tokens)` is told once the texts are tokenized (their number and word pieces, the
+        work ahead); `on_batch(texts, tokens)` each batch once it is embedded (as returned)."""
         pieces = self.piece_ids(texts)
         counts = [len(p) for p in pieces]
+        if on_start is not None:
+            on_start(len(counts), sum(counts))
         told = None if on_batch is None else lambda rows: on_batch(len(rows), sum(counts[i] for i in rows))
         return self._embed_rows([self._chunk_row(p) for p in pieces], told), counts
 

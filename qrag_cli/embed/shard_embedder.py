@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..corpus.types import Chunk
-from .encoder import Encoder, OnBatch
+from .encoder import Encoder, OnBatch, OnStart
 from .models import ModelSpec
 
 #: the vectors of one embedding group (float32 or float16, (n, dim)) and the word-piece count of each chunk
@@ -30,10 +30,11 @@ class ShardEmbedder(Protocol):
     engine: str
     max_tokens: int
 
-    def shards(self, parts: Iterable[Part], on_batch: OnBatch | None = None
+    def shards(self, parts: Iterable[Part], on_batch: OnBatch | None = None, on_start: OnStart | None = None
                ) -> Iterator[tuple[int, list[Chunk], Iterable[Encoded]]]:
         """(number, chunks, the groups' vectors) per shard, in the order of `parts`, reading `parts` lazily;
-        `on_batch(rows, tokens)` is told each encoder batch where the embedder can (the local one)."""
+        where the embedder can (the local one), `on_start(rows, tokens)` is told each group once it is
+        tokenized and `on_batch(rows, tokens)` each encoder batch once it is embedded."""
         ...
 
     def record(self) -> dict[str, Any]:
@@ -55,10 +56,11 @@ class LocalEmbedder:
         self.encoder, self.group = encoder, group
         self.spec, self.engine, self.max_tokens = encoder.spec, encoder.engine, encoder.max_tokens
 
-    def shards(self, parts: Iterable[Part], on_batch: OnBatch | None = None
+    def shards(self, parts: Iterable[Part], on_batch: OnBatch | None = None, on_start: OnStart | None = None
                ) -> Iterator[tuple[int, list[Chunk], Iterable[Encoded]]]:
         for number, chunks in parts:
-            yield number, chunks, (self.encoder.encode_texts(texts, on_batch) for texts in groups(chunks, self.group))
+            yield number, chunks, (self.encoder.encode_texts(texts, on_batch, on_start)
+                                   for texts in groups(chunks, self.group))
 
     def record(self) -> dict[str, Any]:
         return {}
